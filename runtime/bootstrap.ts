@@ -1,0 +1,93 @@
+// The rank's side of the control channel to ivrun: register, learn the peers and the job
+// secret, pass the startup barrier, ask for grants, report an abort.
+
+import { writeSync } from 'node:fs';
+import net from 'node:net';
+import {
+  BOOTSTRAP_FD_ENV,
+  readMessages,
+  writeMessage,
+  type LauncherMessage,
+  type RankMessage,
+} from '../transport/bootstrap/protocol.js';
+import { BootstrapError } from './errors.js';
+
+export type StartInfo = Extract<LauncherMessage, { op: 'start' }>;
+
+export class BootstrapClient {
+  private readonly sock: net.Socket;
+  private start: Promise<StartInfo>;
+  private lost = false;
+
+  private constructor(
+    readonly rank: number,
+    private readonly fd: number,
+  ) {
+    this.sock = new net.Socket({ fd, readable: true, writable: true });
+    // The channel must not keep a finished rank alive; the runtime holds the loop open itself
+    // while it has work.
+    this.sock.unref();
+    this.start = new Promise((resolve, reject) => {
+      readMessages<LauncherMessage>(
+        this.sock,
+        (m) => {
+          if (m.op === 'start') resolve(m);
+          else if (m.op === 'error') reject(new BootstrapError(`rank ${rank}: ivrun refused: ${m.message}`, { rank }));
+        },
+        (line) => reject(new BootstrapError(`rank ${rank}: ivrun sent a malformed line: ${line.slice(0, 80)}`, { rank })),
+      );
+      this.sock.on('error', (e) => reject(new BootstrapError(`rank ${rank}: control channel to ivrun failed: ${e.message}`, { rank, cause: e })));
+    });
+    this.sock.on('close', () => {
+      // ivrun is gone (killed, or the job is being torn down): a rank must never outlive its
+      // job, so leave now rather than wait on peers that will not come.
+      this.lost = true;
+      if (!BootstrapClient.leaving) process.exit(1);
+    });
+  }
+
+  /** Set when this process is finishing on purpose, so a closing channel is expected. */
+  static leaving = false;
+
+  static fromEnv(): BootstrapClient | undefined {
+    const fdText = process.env[BOOTSTRAP_FD_ENV];
+    const rankText = process.env.IVCOM_RANK;
+    if (fdText === undefined) return undefined;
+    const fd = Number(fdText);
+    const rank = Number(rankText);
+    if (!Number.isInteger(fd) || fd < 0 || !Number.isInteger(rank) || rank < 0) {
+      throw new BootstrapError(
+        `${BOOTSTRAP_FD_ENV}=${fdText} IVCOM_RANK=${rankText} are not valid; start the program with ivrun (or unset ${BOOTSTRAP_FD_ENV} to run alone)`,
+      );
+    }
+    return new BootstrapClient(rank, fd);
+  }
+
+  /** Registers this rank's address and waits until every rank has (the startup barrier). */
+  async register(host: string, port: number): Promise<StartInfo> {
+    this.send({ op: 'hello', rank: this.rank, pid: process.pid, host, port });
+    return this.start;
+  }
+
+  send(msg: RankMessage): void {
+    if (!this.lost) writeMessage(this.sock, msg);
+  }
+
+  /**
+   * For the moments when the process is about to end (abort, uncaught error): a plain write
+   * that completes before exit, where a stream write might still be queued.
+   */
+  sendNow(msg: RankMessage): void {
+    if (this.lost) return;
+    try {
+      writeSync(this.fd, JSON.stringify(msg) + '\n');
+    } catch {
+      // The launcher is already gone; there is nobody left to tell.
+    }
+  }
+
+  close(): void {
+    BootstrapClient.leaving = true;
+    this.sock.end();
+  }
+}

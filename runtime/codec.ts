@@ -1,0 +1,125 @@
+// Values to bytes and back. Typed arrays, DataView, ArrayBuffer and Buffer travel as their raw
+// bytes (the send side hands a view of the caller's memory down: zero-copy until the transport
+// copies); every other value goes through msgpackr with structured cloning, so Map, Set, Date,
+// bigint of any size, undefined, cycles and nested typed arrays survive.
+
+import { Packr } from 'msgpackr';
+import { CorruptError } from './errors.js';
+
+export const enum Codec {
+  Msgpack = 0,
+  ArrayBuffer = 1,
+  DataView = 2,
+  Buffer = 3,
+  Int8 = 4,
+  Uint8 = 5,
+  Uint8Clamped = 6,
+  Int16 = 7,
+  Uint16 = 8,
+  Int32 = 9,
+  Uint32 = 10,
+  Float32 = 11,
+  Float64 = 12,
+  BigInt64 = 13,
+  BigUint64 = 14,
+}
+export const CODEC_MAX = 14;
+
+type TypedArrayCtor =
+  | Int8ArrayConstructor
+  | Uint8ArrayConstructor
+  | Uint8ClampedArrayConstructor
+  | Int16ArrayConstructor
+  | Uint16ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint32ArrayConstructor
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor
+  | BigInt64ArrayConstructor
+  | BigUint64ArrayConstructor;
+
+const TYPED: ReadonlyArray<readonly [TypedArrayCtor, Codec]> = [
+  [Int8Array, Codec.Int8],
+  [Uint8Array, Codec.Uint8],
+  [Uint8ClampedArray, Codec.Uint8Clamped],
+  [Int16Array, Codec.Int16],
+  [Uint16Array, Codec.Uint16],
+  [Int32Array, Codec.Int32],
+  [Uint32Array, Codec.Uint32],
+  [Float32Array, Codec.Float32],
+  [Float64Array, Codec.Float64],
+  [BigInt64Array, Codec.BigInt64],
+  [BigUint64Array, Codec.BigUint64],
+];
+const CTOR_OF: Array<TypedArrayCtor | undefined> = [];
+const CODEC_OF = new Map<unknown, Codec>();
+for (const [ctor, codec] of TYPED) {
+  CTOR_OF[codec] = ctor;
+  CODEC_OF.set(ctor.prototype, codec);
+}
+
+const packr = new Packr({ structuredClone: true, useBigIntExtension: true });
+
+export interface Encoded {
+  codec: Codec;
+  /** A view of the bytes to send; for raw kinds it aliases the caller's memory. */
+  bytes: Uint8Array;
+}
+
+/** Whether a value travels as raw bytes (and so arrives as the same type and length). */
+export function isRaw(value: unknown): value is ArrayBufferView | ArrayBuffer {
+  return ArrayBuffer.isView(value) || value instanceof ArrayBuffer;
+}
+
+export function encode(value: unknown): Encoded {
+  if (ArrayBuffer.isView(value)) {
+    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    if (Buffer.isBuffer(value)) return { codec: Codec.Buffer, bytes };
+    if (value instanceof DataView) return { codec: Codec.DataView, bytes };
+    const codec = CODEC_OF.get(Object.getPrototypeOf(value));
+    if (codec !== undefined) return { codec, bytes };
+    // A typed-array subclass or a kind this Node does not list: keep its contents via msgpackr.
+  } else if (value instanceof ArrayBuffer) {
+    return { codec: Codec.ArrayBuffer, bytes: new Uint8Array(value) };
+  }
+  return { codec: Codec.Msgpack, bytes: packr.pack(value) };
+}
+
+/**
+ * Rebuilds a value from received bytes that the receiver owns. Views are made in place when the
+ * alignment allows it, otherwise the bytes are copied once. `peer` only names the sender in errors.
+ */
+export function decode(codec: number, bytes: Uint8Array, peer: number): unknown {
+  switch (codec) {
+    case Codec.Msgpack:
+      try {
+        return packr.unpack(bytes);
+      } catch (err) {
+        throw new CorruptError(`message from rank ${peer} could not be decoded: ${(err as Error).message}`, {
+          peer,
+          cause: err,
+        });
+      }
+    case Codec.ArrayBuffer:
+      return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+        ? bytes.buffer
+        : bytes.slice().buffer;
+    case Codec.DataView:
+      return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    case Codec.Buffer:
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    default: {
+      const ctor = CTOR_OF[codec];
+      if (ctor === undefined) throw new CorruptError(`message from rank ${peer} has unknown codec ${codec}`, { peer });
+      const size = ctor.BYTES_PER_ELEMENT;
+      if (bytes.byteLength % size !== 0) {
+        throw new CorruptError(
+          `message from rank ${peer}: ${bytes.byteLength} bytes is not a whole number of ${ctor.name} elements`,
+          { peer },
+        );
+      }
+      const src = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+      return new ctor(src.buffer as ArrayBuffer, src.byteOffset, src.byteLength / size);
+    }
+  }
+}

@@ -1,0 +1,20 @@
+// The small point-to-point port collectives are written against (not Comm), so that Comm can
+// expose collectives without an import loop. Comm hands each collective a port bound to the
+// communicator's collective context: its traffic never matches user point-to-point messages.
+
+export interface CollPort {
+  /** Rank in the communicator, 0 .. size-1. */
+  readonly rank: number;
+  readonly size: number;
+  /** World rank of this process (for error messages). */
+  readonly worldRank: number;
+  /**
+   * Sends a value (raw typed arrays/ArrayBuffers/DataView/Buffer as bytes, anything else via
+   * msgpackr). Posts at call time; resolves when `data` may be reused.
+   */
+  send(data: unknown, dest: number, tag: number): Promise<void>;
+  /** Receives the next message from `source` with `tag` (both exact, never wildcards). */
+  recv(source: number, tag: number): Promise<unknown>;
+  /** Host index of a communicator rank, for hierarchical algorithms (same number = same host). */
+  hostOf(rank: number): number;
+}

@@ -1,0 +1,5 @@
+/** Wildcards for receives and probes (mpi4py's defaults). */
+export const ANY_SOURCE = -1;
+export const ANY_TAG = -1;
+/** Largest user tag (MPI_TAG_UB). Tags are 32-bit signed on the wire. */
+export const TAG_UB = 0x7fffffff;

@@ -1,0 +1,245 @@
+// One per process: the transports, the matching engines of every context, the routing of a
+// peer to its transport, and the keep-alive that holds the event loop open exactly while there
+// is communication pending.
+
+import os from 'node:os';
+import type { PeerInfo, TransportMode } from '../transport/bootstrap/protocol.js';
+import type { Endpoint, IncomingMessage, OutgoingMessage, Transport, TransportName } from '../transport/transport.js';
+import { TcpTransport } from '../transport/tcp/transport.js';
+import { BootstrapClient } from './bootstrap.js';
+import { IvcomError, StateError, TransportUnavailableError } from './errors.js';
+import { Matcher, type Envelope } from './match.js';
+
+export interface EngineInit {
+  rank: number;
+  size: number;
+  peers: PeerInfo[];
+  mode: TransportMode;
+  bootstrap?: BootstrapClient;
+  tcp?: TcpTransport;
+  /** The shared-memory transport, when this build and host provide one. */
+  ivcom?: Transport;
+}
+
+export class Engine {
+  readonly rank: number;
+  readonly size: number;
+  readonly peers: PeerInfo[];
+  readonly mode: TransportMode;
+  readonly bootstrap: BootstrapClient | undefined;
+  private tcp: TcpTransport | undefined;
+  private ivcom: Transport | undefined;
+  private readonly matchers = new Map<number, Matcher>();
+  private readonly routes: Array<Endpoint | null | undefined> = [];
+  private seq = 0;
+  private holds = 0;
+  private readonly keepAlive: NodeJS.Timeout;
+  private failure: Error | undefined;
+  private readonly pendingSends = new Set<Promise<void>>();
+  /** Next free context id; agreed on collectively when communicators are created. */
+  nextCtx = 2;
+  finalized = false;
+  private readonly memory: Transport[] = [];
+  private spinScheduled = false;
+  private spinBudgetNs: bigint;
+
+  constructor(init: EngineInit) {
+    this.rank = init.rank;
+    this.size = init.size;
+    this.peers = init.peers;
+    this.mode = init.mode;
+    this.bootstrap = init.bootstrap;
+    this.tcp = init.tcp;
+    this.ivcom = init.ivcom;
+    if (this.ivcom?.poll) this.memory.push(this.ivcom);
+    this.keepAlive = setInterval(() => {}, 1 << 30);
+    this.keepAlive.unref();
+    // Spinning only pays while every rank has a core; oversubscribed, a spinning rank steals the
+    // core its peer needs to answer, so yield to the kernel almost at once.
+    const local = init.peers.filter((p) => p.node === init.peers[init.rank]?.node).length;
+    const spinUs = Number(process.env.IVCOM_SPIN_US ?? (local <= os.availableParallelism() ? 50 : 2));
+    this.spinBudgetNs = BigInt(Math.max(0, Math.round(spinUs * 1000)));
+  }
+
+  matcher(ctx: number): Matcher {
+    let m = this.matchers.get(ctx);
+    if (m === undefined) this.matchers.set(ctx, (m = new Matcher()));
+    return m;
+  }
+
+  /** Which transport carries traffic to a world rank (the truth behind comm.transportTo). */
+  transportName(peer: number): TransportName {
+    if (peer === this.rank) return 'self';
+    return this.route(peer)!.caps.name;
+  }
+
+  private route(peer: number): Endpoint | null {
+    let ep = this.routes[peer];
+    if (ep !== undefined) return ep;
+    if (peer === this.rank) ep = null;
+    else {
+      const sameNode = this.peers[peer]!.node === this.peers[this.rank]!.node;
+      const want = this.mode === 'auto' ? (sameNode && this.ivcom ? 'ivcom' : 'tcp') : this.mode;
+      if (want === 'ivcom') {
+        if (!sameNode) {
+          throw new TransportUnavailableError(
+            `rank ${this.rank}: --transport ivcom was forced but rank ${peer} is on another host; shared memory only joins ranks of one host. Use --transport auto or tcp.`,
+            { rank: this.rank, peer },
+          );
+        }
+        if (!this.ivcom) {
+          throw new TransportUnavailableError(
+            `rank ${this.rank}: --transport ivcom was forced but the shared-memory transport is not available in this build (native addon missing?). Run 'npm run build' or use --transport tcp.`,
+            { rank: this.rank, peer },
+          );
+        }
+        ep = this.ivcom.endpoint(peer);
+      } else {
+        if (!this.tcp) throw new TransportUnavailableError(`rank ${this.rank}: no TCP transport to reach rank ${peer}`, { rank: this.rank, peer });
+        ep = this.tcp.endpoint(peer);
+      }
+    }
+    this.routes[peer] = ep;
+    return ep;
+  }
+
+  /** Posts a message; resolves when the caller may reuse `bytes`. */
+  send(ctx: number, dest: number, tag: number, codec: number, bytes: Uint8Array): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.finalized) return Promise.reject(new StateError(`rank ${this.rank}: send after finalize()`, { rank: this.rank }));
+    const ep = this.route(dest);
+    if (ep === null) {
+      // To self: copy now, as a transport would, so the caller may reuse its buffer.
+      this.arrive({ ctx, source: this.rank, tag, codec, payload: bytes.slice() });
+      return Promise.resolve();
+    }
+    const msg: OutgoingMessage = { ctx, source: this.rank, tag, codec, parts: [bytes], byteLength: bytes.byteLength };
+    const p = ep.send(msg);
+    if (p === undefined) return Promise.resolve();
+    this.hold();
+    const tracked = p.finally(() => {
+      this.pendingSends.delete(tracked);
+      this.release();
+    });
+    this.pendingSends.add(tracked);
+    // The caller may never await it; its failure still reaches fail() through the transport.
+    tracked.catch(() => {});
+    return tracked;
+  }
+
+  /** Upcall from transports. */
+  readonly arrive = (m: IncomingMessage): void => {
+    const env: Envelope = { source: m.source, tag: m.tag, codec: m.codec, payload: m.payload, seq: this.seq++ };
+    this.matcher(m.ctx).arrive(env);
+  };
+
+  /** Upcall from transports: a channel broke. Every pending receive fails with the cause. */
+  readonly fail = (err: Error): void => {
+    if (this.failure) return;
+    this.failure = err;
+    let told = false;
+    for (const m of this.matchers.values()) {
+      for (const r of m.drainPosted()) {
+        (r as { fail?: (e: Error) => void }).fail?.(err);
+        told = true;
+      }
+    }
+    // Nobody was waiting: still fail loudly, so the job ends instead of hanging later.
+    if (!told) {
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  };
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  /** Looks at the memory transports once (iprobe); returns how many messages arrived. */
+  poll(): number {
+    let n = 0;
+    for (const tr of this.memory) n += tr.poll!();
+    return n;
+  }
+
+  /** Keeps the event loop alive while an operation is pending. */
+  hold(): void {
+    if (this.holds++ === 0) this.keepAlive.ref();
+  }
+
+  release(): void {
+    if (--this.holds === 0) this.keepAlive.unref();
+  }
+
+  /**
+   * Called after posting a receive that did not complete at once: spin on the memory
+   * transports for a short budget (no syscalls), then arm their doorbells and let the event
+   * loop sleep. The spin runs in a microtask, after the caller has posted what it posts next.
+   */
+  progress(): void {
+    if (this.memory.length === 0 || this.spinScheduled) return;
+    this.spinScheduled = true;
+    queueMicrotask(this.spin);
+  }
+
+  private readonly spin = (): void => {
+    this.spinScheduled = false;
+    const t = this.memory;
+    const start = this.completions;
+    if (this.holds > 0) {
+      const deadline = process.hrtime.bigint() + this.spinBudgetNs;
+      for (let i = 0; this.completions === start; i++) {
+        for (const tr of t) tr.poll!();
+        if ((i & 15) === 15 && process.hrtime.bigint() >= deadline) break;
+      }
+    }
+    if (this.completions === start) this.arm();
+    else if (!this.armScheduled) {
+      // The spin paid off. Arming now would make the peer ring (a syscall) for a reply this
+      // rank will most likely spin for again; arm only once the program stops posting receives
+      // back to back (the check phase runs after every microtask has drained).
+      this.armScheduled = true;
+      setImmediate(this.deferredArm).unref();
+    }
+  };
+
+  private armScheduled = false;
+  private readonly deferredArm = (): void => {
+    this.armScheduled = false;
+    this.arm();
+  };
+
+  /** Before the event loop may sleep: doorbells armed, and one last look so nothing is missed. */
+  private arm(): void {
+    for (const tr of this.memory) tr.idle?.();
+  }
+
+  /** Bumped whenever a posted receive or probe completes; the spin stops on a change. */
+  completions = 0;
+
+  async finalize(): Promise<void> {
+    if (this.finalized) return;
+    this.hold();
+    try {
+      await Promise.allSettled([...this.pendingSends]);
+      this.finalized = true;
+      await Promise.all([this.ivcom?.close(), this.tcp?.close()]);
+      this.bootstrap?.send({ op: 'finalize' });
+      this.bootstrap?.close();
+    } finally {
+      this.release();
+      clearInterval(this.keepAlive);
+    }
+  }
+
+  abort(code: number, reason: string): never {
+    BootstrapClient.leaving = true;
+    this.bootstrap?.sendNow({ op: 'abort', code, reason });
+    process.exit(code);
+  }
+}
+
+export function isIvcomError(e: unknown): e is IvcomError {
+  return e instanceof IvcomError;
+}

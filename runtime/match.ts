@@ -1,0 +1,225 @@
+// The matching engine: posted receives and unexpected messages for one communicator context,
+// with MPI semantics (non-overtaking order, ANY_SOURCE / ANY_TAG). Both sides are kept in
+// per-(source, tag) FIFO queues stamped with a sequence number, so a match looks at a handful of
+// queue heads and takes the oldest, instead of scanning everything that is queued.
+
+export const ANY = -1;
+
+export interface Envelope {
+  /** Sender's world rank. */
+  source: number;
+  tag: number;
+  codec: number;
+  payload: Uint8Array;
+  seq: number;
+}
+
+export interface Request {
+  /** World rank pattern or ANY. */
+  source: number;
+  tag: number;
+  seq: number;
+  /** Set once matched or cancelled; a finished request never matches again. */
+  done: boolean;
+  complete(env: Envelope): void;
+}
+
+class Fifo<T> {
+  private items: T[] = [];
+  private head = 0;
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+  push(v: T): void {
+    this.items.push(v);
+  }
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const v = this.items[this.head];
+    this.items[this.head++] = undefined as T;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return v;
+  }
+  remove(v: T): boolean {
+    const i = this.items.indexOf(v, this.head);
+    if (i < 0) return false;
+    this.items.splice(i, 1);
+    return true;
+  }
+  *[Symbol.iterator](): Generator<T> {
+    for (let i = this.head; i < this.items.length; i++) yield this.items[i]!;
+  }
+}
+
+/** source → tag → FIFO. Empty queues are deleted so wildcard searches stay short. */
+class Table<T extends { seq: number }> {
+  private readonly bySource = new Map<number, Map<number, Fifo<T>>>();
+  size = 0;
+
+  push(source: number, tag: number, v: T): void {
+    let tags = this.bySource.get(source);
+    if (tags === undefined) this.bySource.set(source, (tags = new Map()));
+    let q = tags.get(tag);
+    if (q === undefined) tags.set(tag, (q = new Fifo()));
+    q.push(v);
+    this.size++;
+  }
+
+  queue(source: number, tag: number): Fifo<T> | undefined {
+    return this.bySource.get(source)?.get(tag);
+  }
+
+  /** The oldest entry stored under a (source, tag) pattern, where ANY in the pattern is a wildcard. */
+  oldest(source: number, tag: number): { q: Fifo<T>; source: number; tag: number } | undefined {
+    let best: { q: Fifo<T>; source: number; tag: number } | undefined;
+    let bestSeq = Infinity;
+    const consider = (q: Fifo<T> | undefined, s: number, t: number) => {
+      const h = q?.peek();
+      if (h !== undefined && h.seq < bestSeq) {
+        bestSeq = h.seq;
+        best = { q: q!, source: s, tag: t };
+      }
+    };
+    if (source !== ANY) {
+      const tags = this.bySource.get(source);
+      if (tags === undefined) return undefined;
+      if (tag !== ANY) consider(tags.get(tag), source, tag);
+      else for (const [t, q] of tags) consider(q, source, t);
+    } else {
+      for (const [s, tags] of this.bySource) {
+        if (tag !== ANY) consider(tags.get(tag), s, tag);
+        else for (const [t, q] of tags) consider(q, s, t);
+      }
+    }
+    return best;
+  }
+
+  shiftFrom(q: Fifo<T>, source: number, tag: number): T {
+    const v = q.shift()!;
+    this.size--;
+    if (q.length === 0) this.drop(source, tag);
+    return v;
+  }
+
+  remove(source: number, tag: number, v: T): boolean {
+    const q = this.queue(source, tag);
+    if (q === undefined || !q.remove(v)) return false;
+    this.size--;
+    if (q.length === 0) this.drop(source, tag);
+    return true;
+  }
+
+  private drop(source: number, tag: number): void {
+    const tags = this.bySource.get(source)!;
+    tags.delete(tag);
+    if (tags.size === 0) this.bySource.delete(source);
+  }
+
+  *values(): Generator<T> {
+    for (const tags of this.bySource.values()) for (const q of tags.values()) yield* q;
+  }
+}
+
+export class Matcher {
+  private readonly unexpected = new Table<Envelope>();
+  private readonly posted = new Table<Request>();
+  /** Blocking probes: they match without consuming, so every one that fits is told. */
+  private probes: Request[] = [];
+
+  get pendingReceives(): number {
+    return this.posted.size + this.probes.length;
+  }
+
+  get unexpectedCount(): number {
+    return this.unexpected.size;
+  }
+
+  /** A message arrived: hand it to the oldest posted receive that fits, else queue it. */
+  arrive(env: Envelope): void {
+    // Four patterns can match (source|ANY) × (tag|ANY); the oldest posted one wins.
+    let best: Request | undefined;
+    let bs = 0;
+    let bt = 0;
+    for (let i = 0; i < 4; i++) {
+      const s = i & 1 ? ANY : env.source;
+      const t = i & 2 ? ANY : env.tag;
+      const h = this.posted.queue(s, t)?.peek();
+      if (h !== undefined && (best === undefined || h.seq < best.seq)) {
+        best = h;
+        bs = s;
+        bt = t;
+      }
+    }
+    if (best !== undefined) {
+      this.posted.shiftFrom(this.posted.queue(bs, bt)!, bs, bt);
+      best.done = true;
+      best.complete(env);
+      return;
+    }
+    this.unexpected.push(env.source, env.tag, env);
+    if (this.probes.length > 0) this.wakeProbes(env);
+  }
+
+  /** Posts a receive: takes the oldest queued message that fits, or waits for one. */
+  post(req: Request): void {
+    const hit = this.unexpected.oldest(req.source, req.tag);
+    if (hit !== undefined) {
+      const env = this.unexpected.shiftFrom(hit.q, hit.source, hit.tag);
+      req.done = true;
+      req.complete(env);
+      return;
+    }
+    this.posted.push(req.source, req.tag, req);
+  }
+
+  /** The message a receive posted now would take, left queued. */
+  peek(source: number, tag: number): Envelope | undefined {
+    const hit = this.unexpected.oldest(source, tag);
+    return hit?.q.peek();
+  }
+
+  /** Waits for a message that fits without consuming it. */
+  probe(req: Request): void {
+    const env = this.peek(req.source, req.tag);
+    if (env !== undefined) {
+      req.done = true;
+      req.complete(env);
+    } else this.probes.push(req);
+  }
+
+  /** Withdraws a receive or probe that has not matched yet. */
+  cancel(req: Request): boolean {
+    if (req.done) return false;
+    req.done = true;
+    const i = this.probes.indexOf(req);
+    if (i >= 0) {
+      this.probes.splice(i, 1);
+      return true;
+    }
+    return this.posted.remove(req.source, req.tag, req);
+  }
+
+  /** Every posted receive and probe, for failing them all when the communicator breaks. */
+  drainPosted(): Request[] {
+    const all = [...this.posted.values(), ...this.probes];
+    for (const r of all) this.cancel(r);
+    return all;
+  }
+
+  private wakeProbes(env: Envelope): void {
+    const still: Request[] = [];
+    for (const p of this.probes) {
+      if ((p.source === ANY || p.source === env.source) && (p.tag === ANY || p.tag === env.tag)) {
+        p.done = true;
+        p.complete(env);
+      } else still.push(p);
+    }
+    this.probes = still;
+  }
+}

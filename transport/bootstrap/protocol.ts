@@ -1,0 +1,69 @@
+// The control protocol between ivrun (the grant authority, like Xen's dom0) and its ranks.
+// It runs over a private Unix stream socket that ivrun hands every rank as an inherited file
+// descriptor: no path on disk to leak or to guess, and only the rank's process tree holds it.
+// Messages are JSON lines. The job secret travels only here: never in argv, env or logs.
+
+import type { Socket } from 'node:net';
+
+export const BOOTSTRAP_FD_ENV = 'IVCOM_BOOTSTRAP_FD';
+export const GRANT_FD_ENV = 'IVCOM_GRANT_FD';
+
+export interface PeerInfo {
+  /** Address and port of the peer's TCP listener. */
+  host: string;
+  port: number;
+  /** Index of the host (physical machine) the rank runs on. */
+  node: number;
+  /** Index of the co-resident domain ("VM") the rank runs in. */
+  domain: number;
+}
+
+export type TransportMode = 'auto' | 'tcp' | 'ivcom';
+
+/** Rank → ivrun. */
+export type RankMessage =
+  | { op: 'hello'; rank: number; pid: number; host: string; port: number }
+  | { op: 'grant'; peer: number }
+  | { op: 'abort'; code: number; reason: string }
+  | { op: 'finalize' };
+
+/** ivrun → rank. */
+export type LauncherMessage =
+  | {
+      op: 'start';
+      jobId: string;
+      size: number;
+      /** base64; proves membership in the job to peers (HMAC challenge-response). */
+      secret: string;
+      transport: TransportMode;
+      ringBytes: number;
+      peers: PeerInfo[];
+    }
+  | { op: 'error'; message: string };
+
+/** Splits a stream into JSON messages, one per line; a malformed line is reported, not thrown. */
+export function readMessages<T>(sock: Socket, onMessage: (m: T) => void, onBad: (line: string) => void): void {
+  let buf = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.length === 0) continue;
+      let msg: T;
+      try {
+        msg = JSON.parse(line) as T;
+      } catch {
+        onBad(line);
+        continue;
+      }
+      onMessage(msg);
+    }
+  });
+}
+
+export function writeMessage(sock: Socket, msg: RankMessage | LauncherMessage): boolean {
+  return sock.write(JSON.stringify(msg) + '\n');
+}

@@ -1,0 +1,76 @@
+// The contract between the runtime and every transport (self, ivcom, tcp).
+// Modelled on UCX's split: a Transport is the interface (receive side, progress), an Endpoint
+// sends to one peer, and what a transport can do is described by data (Capabilities), not by
+// `instanceof` checks in the runtime.
+
+export type TransportName = 'self' | 'ivcom' | 'tcp';
+
+export interface Capabilities {
+  readonly name: TransportName;
+  /** Messages up to this many payload bytes are copied at once; send completes without waiting. */
+  readonly eagerLimit: number;
+  /** Largest payload carried in one frame; larger messages are fragmented below the runtime. */
+  readonly maxFrame: number;
+  /** 'memory' transports can be polled cheaply (spin); 'network' ones only wake the event loop. */
+  readonly latencyClass: 'memory' | 'network';
+}
+
+/** Matching fields of a message. `source` is always a world rank. */
+export interface MessageHeader {
+  ctx: number;
+  source: number;
+  tag: number;
+  /** Codec kind (runtime/codec.ts); carried opaquely by transports. */
+  codec: number;
+}
+
+/**
+ * A message on its way down. `parts` are views of the payload in order; they may alias the
+ * caller's memory until the send completes, so a transport must copy (or finish writing) them
+ * before it settles the send.
+ */
+export interface OutgoingMessage extends MessageHeader {
+  parts: readonly Uint8Array[];
+  byteLength: number;
+}
+
+/** A complete message on its way up. The payload belongs to the receiver from now on. */
+export interface IncomingMessage extends MessageHeader {
+  payload: Uint8Array;
+}
+
+export interface Endpoint {
+  readonly peer: number;
+  readonly caps: Capabilities;
+  /**
+   * Posts a message; never blocks the thread. Messages to one peer leave in call order.
+   * Returns undefined when the payload was already copied or written (the caller may reuse it),
+   * or a promise that settles when it may (backpressure, or a large message still streaming).
+   */
+  send(msg: OutgoingMessage): Promise<void> | undefined;
+}
+
+/** What a transport calls back into. Set once, before any endpoint is opened. */
+export interface Upcalls {
+  deliver(msg: IncomingMessage): void;
+  /** A channel failed (peer gone, corrupt ring, bad handshake on an established peer). */
+  fail(err: Error): void;
+}
+
+export interface Transport {
+  readonly caps: Capabilities;
+  /** The endpoint to a peer, opened lazily on first use and cached. */
+  endpoint(peer: number): Endpoint;
+  /**
+   * Memory transports only: look for received data once, without syscalls, delivering what is
+   * there. Returns how many messages were delivered. The runtime calls it while it spins.
+   */
+  poll?(): number;
+  /**
+   * Memory transports only: the runtime stopped spinning and returns to the event loop. Arm
+   * the doorbell (so the peer rings on its next send), re-check once, deliver what is there.
+   */
+  idle?(): void;
+  /** Flush what was accepted, then release every resource. Idempotent. */
+  close(): Promise<void>;
+}

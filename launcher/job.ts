@@ -168,7 +168,7 @@ export class Job {
         return;
       case 'abort':
         st.abortReason = m.reason;
-        this.fail(st, m.reason, Number.isInteger(m.code) && m.code > 0 && m.code < 256 ? m.code : 1);
+        this.fail(st, `aborted the job: ${m.reason}`, Number.isInteger(m.code) && m.code > 0 && m.code < 256 ? m.code : 1);
         return;
       case 'finalize':
         st.finalized = true;

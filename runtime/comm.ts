@@ -215,7 +215,7 @@ export class Comm {
 
   /** Ends the whole job now with `code` (ivrun exits with it). */
   abort(code = 1): never {
-    return this.engine.abort(code, `comm.abort(${code}) called by rank ${this.rank}`);
+    return this.engine.abort(code, `comm.abort(${code})`);
   }
 }
 

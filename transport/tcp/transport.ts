@@ -86,6 +86,7 @@ export class TcpTransport implements Transport {
     sock.on('error', () => {}); // reported through 'close' handling below
     const { rank } = this.opts;
     const secret = this.secret;
+    const who = `${sock.remoteAddress}:${sock.remotePort}`;
     const handshake = secret
       ? serverHandshake(sock, secret, rank, this.peers.length)
       : Promise.reject(new Error('the job has not started yet'));
@@ -96,7 +97,7 @@ export class TcpTransport implements Transport {
         this.refused++;
         sock.destroy();
         if (!this.closed) {
-          process.stderr.write(`ivcom: rank ${rank} refused a TCP connection from ${sock.remoteAddress}:${sock.remotePort}: ${err.message}\n`);
+          process.stderr.write(`ivcom: rank ${rank} refused a TCP connection from ${who}: ${err.message}\n`);
         }
       },
     );

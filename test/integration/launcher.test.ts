@@ -1,0 +1,122 @@
+// ivrun's supervision: failures end the job fast and by name, signals reach every rank, no
+// process outlives a job.
+
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { fixture, IVRUN, ivrun } from '../helpers/job.js';
+
+const P2P = fixture('p2p.js');
+
+describe('ivrun', () => {
+  it('ends the job within a second when a rank throws, naming the rank and the error', async () => {
+    let failedAt = 0;
+    const r = await ivrun(['-n', '4', 'node', P2P, 'throws'], {
+      onStdout: (t) => {
+        const m = /FAILING-AT (\d+)/.exec(t);
+        if (m) failedAt = Number(m[1]);
+      },
+    });
+    const endedAt = Date.now();
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/ivrun: rank 3 aborted the job: uncaught Error: deliberate failure in the test/);
+    expect(failedAt).toBeGreaterThan(0);
+    // Failure is loud and fast (the whole job, including our process bookkeeping).
+    expect(endedAt - failedAt).toBeLessThan(1500);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it("exits with a rank's non-zero status and names it", async () => {
+    const r = await ivrun(['-n', '3', 'node', P2P, 'exit3']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/rank 1 exited with code 3/);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('comm.abort(code) ends the job with that code', async () => {
+    const r = await ivrun(['-n', '3', 'node', P2P, 'abortjob']);
+    expect(r.code).toBe(7);
+    expect(r.stderr).toMatch(/rank 1 aborted the job: comm.abort\(7\)/);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('names a rank killed by a signal (SIGKILL) and ends the rest', async () => {
+    const r = await ivrun(['-n', '3', 'node', P2P, 'hang'], {
+      onStdout: () => {},
+      onSpawn: () => {
+        setTimeout(() => {
+          // Kill rank 2 from outside, like the OOM killer would.
+          const ps = spawnSync('pgrep', ['-f', `${P2P} hang`], { encoding: 'utf8' }).stdout.trim().split('\n').map(Number);
+          const victim = ps.filter((p) => p > 0).sort((a, b) => a - b).pop();
+          if (victim) process.kill(victim, 'SIGKILL');
+        }, 1500);
+      },
+    });
+    expect(r.code).toBe(137);
+    expect(r.stderr).toMatch(/rank \d was killed by signal SIGKILL/);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('--timeout ends a hung job with a clear message and status 124', async () => {
+    const r = await ivrun(['-n', '2', '--timeout', '1', 'node', P2P, 'hang']);
+    expect(r.code).toBe(124);
+    expect(r.stderr).toMatch(/timed out after 1 s/);
+    expect(r.ms).toBeLessThan(10_000);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('passes SIGTERM to every rank and leaves nothing behind', async () => {
+    const r = await ivrun(['-n', '3', 'node', P2P, 'hang'], {
+      onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGTERM'), 1500),
+    });
+    expect(r.code).toBe(143);
+    expect(r.stderr).toMatch(/received SIGTERM/);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('leaves no rank behind when ivrun itself is SIGKILLed', async () => {
+    const r = await ivrun(['-n', '3', 'node', P2P, 'hang'], {
+      onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGKILL'), 1500),
+    });
+    expect(r.signal).toBe('SIGKILL');
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('forwards whole lines, prefixed with the rank under --tag-output', async () => {
+    const r = await ivrun(['-n', '3', '--tag-output', 'node', P2P, 'lines']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n').filter((l) => l.includes(' line '));
+    expect(lines).toHaveLength(900);
+    for (const l of lines) expect(l).toMatch(/^\[(\d)\] line \1 \d+ x{200} end$/);
+  });
+
+  it('exports variables with -x and exits 0 only when every rank does', async () => {
+    const r = await ivrun(['-n', '2', '-x', 'FOO=bar baz', '-x', 'PATH', 'node', '-e', 'console.log(`v=${process.env.FOO} r=${process.env.IVCOM_RANK}`)']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').sort().filter(Boolean)).toEqual(['v=bar baz r=0', 'v=bar baz r=1']);
+  });
+
+  it('rejects bad options with a clear message and status 2', () => {
+    const run = (...a: string[]) => spawnSync(process.execPath, [IVRUN, ...a], { encoding: 'utf8' });
+    expect(run('-n', '0', 'node', 'x').stderr).toMatch(/-n must be a positive integer/);
+    expect(run('-n', '4', '--vms', '5', 'node', 'x').stderr).toMatch(/--vms must be an integer from 1 to 4/);
+    expect(run('-n', '2').stderr).toMatch(/no command given/);
+    expect(run('--transport', 'udp', 'node', 'x').stderr).toMatch(/transport/);
+    expect(run('-x', '1BAD=2', 'node', 'x').status).toBe(2);
+    const help = run('--help').stdout;
+    for (const flag of ['-n', '--vms', '--isolation', '--transport', '-x', '--tag-output', '--timeout', '--ring-bytes', '--hostfile']) {
+      expect(help).toContain(flag);
+    }
+  });
+
+  it('reports a command that cannot be started', async () => {
+    const r = await ivrun(['-n', '2', 'no-such-command-ivcom']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/rank \d/);
+  });
+
+  it('runs a world of one outside ivrun', () => {
+    const r = spawnSync(process.execPath, [P2P, 'alone'], { encoding: 'utf8' });
+    expect(r.stdout).toContain('OK alone');
+    expect(r.status).toBe(0);
+  });
+});

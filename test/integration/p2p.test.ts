@@ -1,0 +1,34 @@
+// Point-to-point through real ranks started by ivrun, on every transport.
+
+import { describe, expect, it } from 'vitest';
+import { fixture, ivrun } from '../helpers/job.js';
+
+const P2P = fixture('p2p.js');
+export const TRANSPORTS = (process.env.IVCOM_TEST_TRANSPORTS ?? 'tcp').split(',');
+
+async function scenario(name: string, n: number, transport: string, extra: string[] = []) {
+  const r = await ivrun(['-n', String(n), '--transport', transport, ...extra, 'node', P2P, name]);
+  expect(r.stderr + r.stdout).toContain(`OK ${name}`);
+  expect(r.code).toBe(0);
+  expect(r.leftovers).toEqual([]);
+  return r;
+}
+
+describe.each(TRANSPORTS)('point to point over %s', (transport) => {
+  it('keeps per-tag order under interleaved tags and receive orders', () => scenario('order', 2, transport));
+  it('fans in with ANY_SOURCE, each sender in order', () => scenario('fanin', 5, transport));
+  it('delivers every kind of value intact', () => scenario('fidelity', 2, transport));
+  it('carries a 64 MiB message both ways (checksummed)', () => scenario('big', 2, transport));
+  it('truncates into a small buffer with ERR_IVCOM_TRUNCATE and consumes the message', () => scenario('truncate', 2, transport));
+  it('rejects an aborted receive, which then matches nothing', () => scenario('abortrecv', 2, transport));
+  it('probes without consuming', () => scenario('probe', 2, transport));
+  it('rejects bad arguments with Node codes', () => scenario('badargs', 2, transport));
+  it('passes a token around 8 ranks on 2 cores', () => scenario('ring', 8, transport));
+});
+
+describe('job secret', () => {
+  it('refuses a stranger who does not know the secret; nothing it sends is delivered', async () => {
+    const r = await scenario('stranger', 2, 'tcp');
+    expect(r.stderr).toMatch(/rank 1 refused a TCP connection/);
+  });
+});

@@ -1,0 +1,86 @@
+// OSU-style point-to-point micro-benchmark between ranks 0 and 1, through the public API.
+//   latency:   one-way time = half the round trip of a ping-pong, per message size
+//   bandwidth: windows of 64 back-to-back messages, then a 1-byte ack (osu_bw)
+// Run under ivrun with 2 ranks. Prints a table, or one JSON line with --json.
+
+import { finalize, init } from '../../runtime/index.js';
+
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const quick = args.includes('--quick');
+const maxArg = args.find((a) => a.startsWith('--max='));
+const MAX = maxArg ? Number(maxArg.slice(6)) : 4 << 20;
+const WINDOW = 64;
+
+const comm = await init();
+if (comm.size < 2) throw new Error('pingpong needs 2 ranks: ivrun -n 2 node pingpong.js');
+const me = comm.rank;
+const peer = me === 0 ? 1 : 0;
+
+const sizes: number[] = [0];
+for (let s = 1; s <= MAX; s *= 2) sizes.push(s);
+
+function itersFor(size: number): number {
+  const base = size <= 8192 ? 5000 : size <= 262144 ? 500 : 60;
+  return quick ? Math.max(10, Math.floor(base / 10)) : base;
+}
+
+async function latency(size: number): Promise<number> {
+  const buf = new Uint8Array(size);
+  const iters = itersFor(size);
+  const warm = Math.max(5, iters >> 3);
+  let t0 = 0n;
+  for (let i = 0; i < warm + iters; i++) {
+    if (i === warm) t0 = process.hrtime.bigint();
+    if (me === 0) {
+      await comm.send(buf, 1, 1);
+      await comm.recv(1, 1);
+    } else if (me === 1) {
+      await comm.recv(0, 1);
+      await comm.send(buf, 0, 1);
+    }
+  }
+  return Number(process.hrtime.bigint() - t0) / 1000 / iters / 2;
+}
+
+async function bandwidth(size: number): Promise<number> {
+  const buf = new Uint8Array(size);
+  const windows = Math.max(2, Math.floor(itersFor(size) / WINDOW) * 2);
+  const warm = 1;
+  let t0 = 0n;
+  for (let w = 0; w < warm + windows; w++) {
+    if (w === warm) t0 = process.hrtime.bigint();
+    if (me === 0) {
+      const sends: Promise<void>[] = [];
+      for (let i = 0; i < WINDOW; i++) sends.push(comm.send(buf, 1, 2));
+      await Promise.all(sends);
+      await comm.recv(1, 3);
+    } else if (me === 1) {
+      const recvs: Promise<unknown>[] = [];
+      for (let i = 0; i < WINDOW; i++) recvs.push(comm.recv(0, 2));
+      await Promise.all(recvs);
+      await comm.send(new Uint8Array(1), 0, 3);
+    }
+  }
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  return (size * WINDOW * windows) / secs / 1e6; // MB/s
+}
+
+const result = { transport: comm.transportTo(peer), latency: [] as [number, number][], bandwidth: [] as [number, number][] };
+if (me <= 1) {
+  for (const s of sizes) result.latency.push([s, await latency(s)]);
+  for (const s of sizes) if (s > 0) result.bandwidth.push([s, await bandwidth(s)]);
+}
+await finalize();
+
+if (me === 0) {
+  if (json) console.log(JSON.stringify(result));
+  else {
+    console.log(`# ivcom ping-pong, ranks 0 and 1, transport ${result.transport}`);
+    console.log('# size(B)   one-way latency(us)   bandwidth(MB/s)');
+    const bw = new Map(result.bandwidth);
+    for (const [s, us] of result.latency) {
+      console.log(`${String(s).padStart(9)}   ${us.toFixed(2).padStart(19)}   ${s > 0 ? bw.get(s)!.toFixed(1).padStart(15) : '              -'}`);
+    }
+  }
+}

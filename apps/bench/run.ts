@@ -1,0 +1,98 @@
+// `npm run bench`: the fast path against the TCP fallback, in the same run, interleaved
+// rounds, medians and ratios (the machine is noisy: only same-run comparisons mean anything).
+//   npm run bench                       point-to-point, 5 rounds
+//   npm run bench -- --rounds 7 --quick
+//   npm run bench -- --suite collectives   (when available)
+
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const ivrun = path.resolve(here, '../../launcher/ivrun.js');
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : dflt;
+};
+const rounds = Number(opt('rounds', '5'));
+const suite = opt('suite', 'p2p');
+const quick = args.includes('--quick');
+const transports = opt('transports', 'ivcom,tcp').split(',');
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function run(script: string, n: number, transport: string, extra: string[]): unknown | undefined {
+  const r = spawnSync(process.execPath, [ivrun, '-n', String(n), '--transport', transport, 'node', path.join(here, script), '--json', ...extra], {
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  if (r.status !== 0) {
+    process.stderr.write(`bench: ${script} over ${transport} failed (status ${r.status}):\n${r.stderr}\n`);
+    return undefined;
+  }
+  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  return line ? JSON.parse(line) : undefined;
+}
+
+if (suite === 'p2p') {
+  type R = { transport: string; latency: [number, number][]; bandwidth: [number, number][] };
+  const lat = new Map<string, Map<number, number[]>>();
+  const bw = new Map<string, Map<number, number[]>>();
+  const live = new Set(transports);
+  for (let r = 0; r < rounds; r++) {
+    for (const t of transports) {
+      if (!live.has(t)) continue;
+      const res = run('pingpong.js', 2, t, quick ? ['--quick'] : []) as R | undefined;
+      if (!res) {
+        live.delete(t);
+        continue;
+      }
+      for (const [s, us] of res.latency) {
+        if (!lat.has(t)) lat.set(t, new Map());
+        (lat.get(t)!.get(s) ?? lat.get(t)!.set(s, []).get(s)!).push(us);
+      }
+      for (const [s, mbs] of res.bandwidth) {
+        if (!bw.has(t)) bw.set(t, new Map());
+        (bw.get(t)!.get(s) ?? bw.get(t)!.set(s, []).get(s)!).push(mbs);
+      }
+    }
+  }
+  const ts = transports.filter((t) => lat.has(t));
+  console.log(`# ivcom point-to-point, 2 ranks, ${rounds} interleaved rounds, medians; transports: ${ts.join(' vs ')}`);
+  const sizes = [...(lat.get(ts[0]!)?.keys() ?? [])];
+  const ratio = ts.length === 2;
+  console.log(
+    ['size(B)', ...ts.map((t) => `${t} lat(us)`), ...(ratio ? ['lat ratio'] : []), ...ts.map((t) => `${t} bw(MB/s)`), ...(ratio ? ['bw ratio'] : [])]
+      .map((h) => h.padStart(14))
+      .join(''),
+  );
+  for (const s of sizes) {
+    const l = ts.map((t) => median(lat.get(t)!.get(s)!));
+    const b = ts.map((t) => (s > 0 ? median(bw.get(t)!.get(s)!) : NaN));
+    const cells = [
+      String(s),
+      ...l.map((x) => x.toFixed(2)),
+      ...(ratio ? [`${(l[1]! / l[0]!).toFixed(1)}x`] : []),
+      ...b.map((x) => (Number.isNaN(x) ? '-' : x.toFixed(1))),
+      ...(ratio ? [s > 0 ? `${(b[0]! / b[1]!).toFixed(1)}x` : '-'] : []),
+    ];
+    console.log(cells.map((c) => c.padStart(14)).join(''));
+  }
+  if (ratio) console.log(`# lat ratio = ${ts[1]} / ${ts[0]} one-way latency; bw ratio = ${ts[0]} / ${ts[1]} bandwidth`);
+} else if (suite === 'collectives') {
+  const script = path.join(here, 'collectives.js');
+  if (!existsSync(script)) {
+    console.error('bench: the collectives suite is not built');
+    process.exit(1);
+  }
+  await import('./collectives-run.js' as string);
+} else {
+  console.error(`bench: unknown suite '${suite}' (p2p or collectives)`);
+  process.exit(2);
+}

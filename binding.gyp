@@ -1,0 +1,30 @@
+# The addon must never be unloaded: Node dlcloses an addon when the last Environment (e.g. a
+# worker thread) that loaded it goes away, yet a SharedArrayBuffer mapped there can outlive it in
+# another thread, and its deleter (munmap) is code in this library. Hence -z nodelete.
+{
+  "targets": [
+    {
+      "target_name": "ivcom_kmod",
+      "sources": [
+        "kmod/src/addon.cc",
+        "kmod/src/common.cc",
+        "kmod/src/segment.cc",
+        "kmod/src/grant.cc",
+        "kmod/src/doorbell.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_DISABLE_CPP_EXCEPTIONS",
+        "NODE_ADDON_API_DISABLE_DEPRECATED"
+      ],
+      "cflags!": ["-O3"],
+      "cflags_cc!": ["-std=gnu++17", "-O3"],
+      "cflags": ["-O2", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-std=c++20"],
+      "ldflags": ["-Wl,-z,nodelete"]
+    }
+  ]
+}

@@ -1,0 +1,121 @@
+// Typings and loader for the native addon (build/Release/ivcom_kmod.node, built by node-gyp).
+//
+// Mechanisms only: every function is a thin wrapper over one or two system calls. Errors from the
+// system are thrown as `Error` objects with `code: 'ERR_IVCOM_NATIVE'`, a positive `errno` and the
+// failing `syscall` (see `NativeError`); wrong argument types/ranges throw TypeError/RangeError
+// with Node's `ERR_INVALID_ARG_TYPE` / `ERR_OUT_OF_RANGE` codes.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Shape of errors raised by the addon for failed system calls or hostile input. */
+export interface NativeError extends Error {
+  code: 'ERR_IVCOM_NATIVE';
+  /** Positive errno value, e.g. 9 for EBADF. */
+  errno: number;
+  /** The failing call, e.g. 'memfd_create', or 'segmentMap' when a segment fails validation. */
+  syscall: string;
+}
+
+/** One message received by `recvFds`. */
+export interface ReceivedGrant {
+  /** The message bytes (a copy; at most 4096 bytes). */
+  data: Buffer;
+  /** Received fds, already close-on-exec. The caller owns them and must close them. */
+  fds: number[];
+  /** True when the peer closed its end (a 0-byte read with the socket hung up). */
+  eof: boolean;
+}
+
+/**
+ * Watches an fd for readability on the default event loop (uv_poll). The watcher does not own
+ * the fd: close the watcher before closing the fd. Do not create two watchers for one fd.
+ * A started watcher keeps its JS object alive (like a socket) until stop() or close();
+ * an idle one is released when garbage-collected. Methods after close() are no-ops.
+ */
+export interface FdWatcher {
+  /** Begin watching (UV_READABLE). Note: libuv sets O_NONBLOCK on the fd when the watcher is created. */
+  start(): void;
+  stop(): void;
+  /** The watcher keeps the process alive while started (default). */
+  ref(): void;
+  /** The watcher no longer keeps the process alive. */
+  unref(): void;
+  /** Stop and release the handle. Idempotent. */
+  close(): void;
+}
+
+export interface FdWatcherConstructor {
+  /**
+   * `onReadable` runs as an I/O callback: promise reactions queued inside it run right after it
+   * returns, and an exception thrown from it is an uncaught exception.
+   */
+  new (fd: number, onReadable: () => void): FdWatcher;
+  readonly prototype: FdWatcher;
+}
+
+interface Addon {
+  segmentCreate(name: string, bytes: number): number;
+  segmentMap(fd: number, bytes: number): SharedArrayBuffer;
+  closeFd(fd: number): void;
+  socketPair(): [number, number];
+  sendFds(sock: number, fds: number[], data: Uint8Array): void;
+  recvFds(sock: number): ReceivedGrant | null;
+  eventfdCreate(): number;
+  doorbellRing(fd: number): void;
+  doorbellDrain(fd: number): number;
+  FdWatcher: FdWatcherConstructor;
+}
+
+/**
+ * This file runs both from source (kmod/index.ts under vitest) and compiled
+ * (dist/kmod/index.js), so the addon is found relative to the package root rather than to this
+ * module: the nearest ancestor directory that holds binding.gyp and package.json.
+ */
+function findPackageRoot(start: string): string {
+  let dir = start;
+  for (;;) {
+    if (existsSync(join(dir, 'binding.gyp')) && existsSync(join(dir, 'package.json'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) {
+      throw new Error(`ivcom: cannot find the package root (binding.gyp) above ${start}`);
+    }
+    dir = parent;
+  }
+}
+
+function loadAddon(): Addon {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const path = join(findPackageRoot(here), 'build', 'Release', 'ivcom_kmod.node');
+  if (!existsSync(path)) {
+    throw new Error(`ivcom: native addon not built (${path} is missing); run \`npx node-gyp rebuild\``);
+  }
+  return createRequire(import.meta.url)(path) as Addon;
+}
+
+const addon = loadAddon();
+
+/** Path-less shared memory: memfd sealed against shrink/grow (and further sealing). Returns the fd. */
+export const segmentCreate: (name: string, bytes: number) => number = addon.segmentCreate;
+/**
+ * Maps a segment fd (possibly from a peer: it is validated — size must equal `bytes`, seals must
+ * include SHRINK and GROW — else throws with errno EINVAL, syscall 'segmentMap'). The fd can be
+ * closed afterwards; the mapping lives until the SharedArrayBuffer is garbage-collected.
+ */
+export const segmentMap: (fd: number, bytes: number) => SharedArrayBuffer = addon.segmentMap;
+export const closeFd: (fd: number) => void = addon.closeFd;
+/** AF_UNIX SOCK_SEQPACKET pair, close-on-exec. */
+export const socketPair: () => [number, number] = addon.socketPair;
+/** One message: up to 8 fds (SCM_RIGHTS) and up to 4096 bytes. May block if the peer's queue is full. */
+export const sendFds: (sock: number, fds: number[], data: Uint8Array) => void = addon.sendFds;
+/** Non-blocking receive of one message; null when nothing is queued. */
+export const recvFds: (sock: number) => ReceivedGrant | null = addon.recvFds;
+/** eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK). */
+export const eventfdCreate: () => number = addon.eventfdCreate;
+/** Adds 1 to the eventfd counter; a saturated counter counts as rung. */
+export const doorbellRing: (fd: number) => void = addon.doorbellRing;
+/** Reads and resets the counter: the number of rings since the last drain, 0 if none. */
+export const doorbellDrain: (fd: number) => number = addon.doorbellDrain;
+export const FdWatcher: FdWatcherConstructor = addon.FdWatcher;
+

@@ -1,0 +1,80 @@
+#include "common.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+namespace ivcom {
+
+namespace {
+
+std::string ErrnoName(int err) {
+  // strerrorname_np (glibc >= 2.32) is thread-safe and gives the symbolic name users grep for.
+  const char* name = strerrorname_np(err);
+  if (name != nullptr) return name;
+  return "errno " + std::to_string(err);
+}
+
+void ThrowWithCode(Napi::Env env, Napi::Error error, const char* code) {
+  error.Set("code", Napi::String::New(env, code));
+  error.ThrowAsJavaScriptException();
+}
+
+}  // namespace
+
+EnvData& GetEnvData(Napi::Env env) { return *env.GetInstanceData<EnvData>(); }
+
+void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& detail) {
+  if (err < 0) err = -err;
+  // Worker threads may throw concurrently and strerror is not thread-safe; the GNU strerror_r
+  // returns a pointer that may or may not be into our buffer.
+  char buf[256];
+  const char* text = detail.empty() ? strerror_r(err, buf, sizeof buf) : detail.c_str();
+  std::string message = std::string(syscall) + " failed: " + text + " (" + ErrnoName(err) + ")";
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  ThrowWithCode(env, error, "ERR_IVCOM_NATIVE");
+}
+
+void ThrowArgType(Napi::Env env, const std::string& message) {
+  ThrowWithCode(env, Napi::TypeError::New(env, message), "ERR_INVALID_ARG_TYPE");
+}
+
+void ThrowArgRange(Napi::Env env, const std::string& message) {
+  ThrowWithCode(env, Napi::RangeError::New(env, message), "ERR_OUT_OF_RANGE");
+}
+
+bool ArgFd(const Napi::CallbackInfo& info, size_t index, const char* name, int* out) {
+  Napi::Value v = info[index];
+  if (!v.IsNumber()) {
+    ThrowArgType(info.Env(), std::string("The \"") + name + "\" argument must be of type number");
+    return false;
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == std::trunc(d)) || d < INT32_MIN || d > INT32_MAX) {
+    ThrowArgRange(info.Env(), std::string("The \"") + name + "\" argument must be an int32 file descriptor");
+    return false;
+  }
+  *out = static_cast<int>(d);
+  return true;
+}
+
+bool ArgBytes(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t min,
+              uint64_t max, uint64_t* out) {
+  Napi::Value v = info[index];
+  if (!v.IsNumber()) {
+    ThrowArgType(info.Env(), std::string("The \"") + name + "\" argument must be of type number");
+    return false;
+  }
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d == std::trunc(d)) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
+    ThrowArgRange(info.Env(), std::string("The \"") + name + "\" argument must be an integer in [" +
+                                  std::to_string(min) + ", " + std::to_string(max) + "]");
+    return false;
+  }
+  *out = static_cast<uint64_t>(d);
+  return true;
+}
+
+}  // namespace ivcom

@@ -1,0 +1,46 @@
+import { isDeepStrictEqual } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { Codec, decode, encode } from '../../runtime/codec.js';
+
+const roundTrip = (v: unknown) => {
+  const e = encode(v);
+  return decode(e.codec, e.bytes.slice(), 0);
+};
+
+describe('codec', () => {
+  it('sends typed arrays as raw views of the caller memory (zero-copy) and rebuilds the same type', () => {
+    const kinds = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array];
+    for (const K of kinds) {
+      const a = new K(new ArrayBuffer(64), 8, 4);
+      a.fill(3);
+      const e = encode(a);
+      expect(e.bytes.buffer).toBe(a.buffer);
+      expect(e.bytes.byteOffset).toBe(8);
+      const b = roundTrip(a);
+      expect(b).toBeInstanceOf(K);
+      expect(isDeepStrictEqual(b, a)).toBe(true);
+    }
+    expect(roundTrip(new BigInt64Array([-5n]))).toEqual(new BigInt64Array([-5n]));
+    expect(encode(Buffer.from('x')).codec).toBe(Codec.Buffer);
+    expect(Buffer.isBuffer(roundTrip(Buffer.from('xy')))).toBe(true);
+  });
+
+  it('copies a misaligned payload instead of failing', () => {
+    const e = encode(new Float64Array([1.5, 2.5]));
+    const shifted = new Uint8Array(17);
+    shifted.set(e.bytes, 1);
+    const v = decode(e.codec, shifted.subarray(1), 0) as Float64Array;
+    expect(Array.from(v)).toEqual([1.5, 2.5]);
+  });
+
+  it('rejects a raw payload that is not a whole number of elements as corrupt', () => {
+    expect(() => decode(Codec.Float64, new Uint8Array(12), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
+    expect(() => decode(99, new Uint8Array(1), 3)).toThrow(/unknown codec/);
+    expect(() => decode(Codec.Msgpack, new Uint8Array([0xdb, 0xff, 0xff, 0xff, 0x7f, 0x41]), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
+  });
+
+  it('keeps structured values through msgpackr', () => {
+    const v = { m: new Map([[1, new Set(['a'])]]), d: new Date(3), b: 1n << 300n, u: undefined, n: [null, new Uint16Array([7])] };
+    expect(isDeepStrictEqual(roundTrip(v), v)).toBe(true);
+  });
+});

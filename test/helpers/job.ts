@@ -34,6 +34,20 @@ export function processesWith(marker: string): number[] {
   return found;
 }
 
+/** Pids of processes whose command line contains `needle` (arguments joined by NUL). */
+export function ranksRunning(needle: string): number[] {
+  const found: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'latin1').includes(needle)) found.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
 export interface RunOptions {
   env?: Record<string, string>;
   timeoutMs?: number;

@@ -3,7 +3,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { fixture, IVRUN, ivrun } from '../helpers/job.js';
+import { fixture, IVRUN, ivrun, ranksRunning } from '../helpers/job.js';
 
 const P2P = fixture('p2p.js');
 
@@ -45,8 +45,7 @@ describe('ivrun', () => {
       onSpawn: () => {
         setTimeout(() => {
           // Kill rank 2 from outside, like the OOM killer would.
-          const ps = spawnSync('pgrep', ['-f', `${P2P} hang`], { encoding: 'utf8' }).stdout.trim().split('\n').map(Number);
-          const victim = ps.filter((p) => p > 0).sort((a, b) => a - b).pop();
+          const victim = ranksRunning(`${P2P}\0hang`).sort((a, b) => a - b).pop();
           if (victim) process.kill(victim, 'SIGKILL');
         }, 1500);
       },

@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { Job } from './job.js';
+import { randomBytes } from 'node:crypto';
+import { isValidRingBytes, MAX_RING_BYTES, MIN_RING_BYTES } from '../transport/ivcom/layout.js';
+import { Job, type GrantBroker } from './job.js';
 import { makePlan } from './plan.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -68,7 +70,9 @@ async function main(): Promise<void> {
   if (!Number.isInteger(vms) || vms < 1 || vms > n) usageError(`--vms must be an integer from 1 to ${n} (the number of ranks), got ${argv.vms}`);
   if (argv.timeout !== undefined && !(argv.timeout > 0)) usageError(`--timeout must be a positive number of seconds, got ${argv.timeout}`);
   const ringBytes = argv['ring-bytes'];
-  if (!Number.isInteger(ringBytes) || ringBytes < 4096) usageError(`--ring-bytes must be an integer of at least 4096, got ${ringBytes}`);
+  if (!isValidRingBytes(ringBytes)) {
+    usageError(`--ring-bytes must be a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}, got ${ringBytes}`);
+  }
   if (argv.hostfile !== undefined) usageError('--hostfile (ranks on other hosts over ssh) is not supported yet; run all ranks on this host');
   if (argv.isolation === 'netns') usageError('--isolation netns is not supported yet; use --isolation none');
 
@@ -83,15 +87,33 @@ async function main(): Promise<void> {
     else if (process.env[name] === undefined) usageError(`-x ${name}: ${name} is not set in ivrun's environment; use -x ${name}=VALUE`);
   }
 
+  const plan = makePlan(n, vms);
+  // A caller may name the job (log correlation, tests looking for its segments); else random.
+  const jobId = process.env.IVCOM_JOB_ID ?? randomBytes(6).toString('hex');
+  if (!/^[A-Za-z0-9_-]{1,40}$/.test(jobId)) usageError(`IVCOM_JOB_ID must be 1-40 letters, digits, '-' or '_', got '${jobId}'`);
+  let grants: GrantBroker | undefined;
+  if (argv.transport !== 'tcp') {
+    try {
+      const { KmodGrantBroker } = await import('./grants.js');
+      grants = new KmodGrantBroker(plan, jobId, ringBytes);
+    } catch (err) {
+      // Without the native addon there is no shared memory to grant. That is an error only when
+      // shared memory was demanded; otherwise every pair uses TCP and transportTo says so.
+      if (argv.transport === 'ivcom') {
+        usageError(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); run 'npm run build' or use --transport tcp`);
+      }
+    }
+  }
   const job = new Job({
-    plan: makePlan(n, vms),
+    jobId,
+    plan,
     command,
     env,
     tagOutput: argv['tag-output'],
     timeoutSec: argv.timeout,
     transport: argv.transport,
     ringBytes,
-  });
+  }, grants);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => job.signal(sig));
   process.stdout.on('error', () => {});
   job.start();

@@ -19,6 +19,7 @@ import { forwardLines, type LineSink } from './output.js';
 import type { Plan } from './plan.js';
 
 export interface JobOptions {
+  jobId: string;
   plan: Plan;
   command: string[];
   env: Record<string, string>;
@@ -60,7 +61,7 @@ const SETPRIV = '/usr/bin/setpriv';
 export class Job {
   private readonly ranks: RankState[] = [];
   private readonly secret = randomBytes(32);
-  readonly jobId = randomBytes(6).toString('hex');
+  readonly jobId: string;
   private tearingDown = false;
   private exitCode = 0;
   private started = false;
@@ -72,7 +73,9 @@ export class Job {
   constructor(
     private readonly o: JobOptions,
     private readonly grants?: GrantBroker,
-  ) {}
+  ) {
+    this.jobId = o.jobId;
+  }
 
   start(): void {
     const { plan, command } = this.o;

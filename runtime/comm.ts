@@ -2,10 +2,12 @@
 // Operations post when called (so order is the order of calls) and settle later.
 
 import type { TransportName } from '../transport/transport.js';
+import * as coll from './collectives/index.js';
+import type { CollPort } from './collectives/port.js';
 import { decode, encode } from './codec.js';
 import { ANY_SOURCE, ANY_TAG } from './constants.js';
 import type { Engine } from './engine.js';
-import { AbortError, InvalidArgTypeError, StateError, TruncateError } from './errors.js';
+import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, TruncateError } from './errors.js';
 import { ANY, type Envelope, type Request } from './match.js';
 import { checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
 
@@ -203,6 +205,103 @@ export class Comm {
     checkSource(source, this.size, this.rank);
     checkTag(tag, this.rank, true);
     return checkOptions(opts, this.rank);
+  }
+
+  // ---- collectives ------------------------------------------------------------------------
+  // Written against a port on this communicator's collective context (ctx + 1), so collective
+  // traffic never matches user point-to-point messages.
+
+  private portCache: CollPort | undefined;
+  protected get port(): CollPort {
+    if (this.portCache === undefined) {
+      const cctx = this.ctx + 1;
+      const peers = this.engine.peers;
+      this.portCache = {
+        rank: this.rank,
+        size: this.size,
+        worldRank: this.engine.rank,
+        send: (data, dest, tag) => this.sendOn(cctx, data, dest, tag),
+        recv: (source, tag) => this.recvOn(cctx, source, tag),
+        hostOf: (r) => peers[this.world(r)]!.node,
+      };
+    }
+    return this.portCache;
+  }
+
+  barrier(): Promise<void> {
+    return coll.barrier(this.port);
+  }
+
+  bcast<T>(data: T, root = 0): Promise<T> {
+    return coll.bcast(this.port, data, root);
+  }
+
+  reduce<T>(data: T, op: coll.OpLike = coll.Op.SUM, root = 0): Promise<T | undefined> {
+    return coll.reduce(this.port, data, op, root);
+  }
+
+  allreduce<T>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T> {
+    return coll.allreduce(this.port, data, op);
+  }
+
+  gather<T>(data: T, root = 0): Promise<T[] | undefined> {
+    return coll.gather(this.port, data, root);
+  }
+
+  allgather<T>(data: T): Promise<T[]> {
+    return coll.allgather(this.port, data);
+  }
+
+  scatter<T>(array: T[] | undefined, root = 0): Promise<T> {
+    return coll.scatter(this.port, array, root);
+  }
+
+  alltoall<T>(array: T[]): Promise<T[]> {
+    return coll.alltoall(this.port, array);
+  }
+
+  scan<T>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T> {
+    return coll.scan(this.port, data, op);
+  }
+
+  exscan<T>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T | undefined> {
+    return coll.exscan(this.port, data, op);
+  }
+
+  // ---- communicators ----------------------------------------------------------------------
+
+  /**
+   * Splits into one communicator per color, ordered by (key, rank). A rank passing color
+   * undefined takes part but gets null. Collective over this communicator.
+   */
+  async split(color: number | undefined, key: number = this.rank): Promise<Comm | null> {
+    if (color !== undefined && (typeof color !== 'number' || !Number.isInteger(color) || color < 0)) {
+      throw typeof color === 'number'
+        ? new OutOfRangeError(`rank ${this.rank}: split color must be a non-negative integer or undefined, got ${color}`)
+        : new InvalidArgTypeError(`rank ${this.rank}: split color must be a non-negative integer or undefined, got ${typeof color}`);
+    }
+    if (typeof key !== 'number' || !Number.isInteger(key)) {
+      throw new InvalidArgTypeError(`rank ${this.rank}: split key must be an integer, got ${String(key)}`);
+    }
+    const all = await coll.allgather(this.port, [color ?? -1, key, this.engine.nextCtx]);
+    // A fresh context id for every new communicator: above every member's next free id.
+    const base = Math.max(...all.map((e) => e[2]!));
+    const colors = [...new Set(all.map((e) => e[0]!).filter((c) => c >= 0))].sort((a, b) => a - b);
+    this.engine.nextCtx = Math.max(this.engine.nextCtx, base + 2 * colors.length);
+    if (color === undefined) return null;
+    const members = all
+      .map((e, r) => ({ color: e[0]!, key: e[1]!, r }))
+      .filter((m) => m.color === color)
+      .sort((a, b) => a.key - b.key || a.r - b.r)
+      .map((m) => this.world(m.r));
+    return new Comm(this.engine, base + 2 * colors.indexOf(color), members);
+  }
+
+  /** The same group in a separate message space: nothing sent on one is received on the other. */
+  async dup(): Promise<Comm> {
+    const base = await coll.allreduce(this.port, this.engine.nextCtx, coll.Op.MAX);
+    this.engine.nextCtx = Math.max(this.engine.nextCtx, base + 2);
+    return new Comm(this.engine, base, this.group);
   }
 
   // ---- the rest -------------------------------------------------------------------------

@@ -69,35 +69,39 @@ export class Engine {
 
   /** Which transport carries traffic to a world rank (the truth behind comm.transportTo). */
   transportName(peer: number): TransportName {
+    return this.choose(peer);
+  }
+
+  /** The selection policy: self; ivcom for co-resident pairs; tcp otherwise; --transport overrides. */
+  private choose(peer: number): TransportName {
     if (peer === this.rank) return 'self';
-    return this.route(peer)!.caps.name;
+    const sameNode = this.peers[peer]!.node === this.peers[this.rank]!.node;
+    if (this.mode === 'auto') return sameNode && this.ivcom ? 'ivcom' : 'tcp';
+    if (this.mode === 'tcp') return 'tcp';
+    if (!sameNode) {
+      throw new TransportUnavailableError(
+        `rank ${this.rank}: --transport ivcom was forced but rank ${peer} is on another host; shared memory only joins ranks of one host. Use --transport auto or tcp.`,
+        { rank: this.rank, peer },
+      );
+    }
+    if (!this.ivcom) {
+      throw new TransportUnavailableError(
+        `rank ${this.rank}: --transport ivcom was forced but the shared-memory transport is not available (native addon missing?). Run 'npm run build' or use --transport tcp.`,
+        { rank: this.rank, peer },
+      );
+    }
+    return 'ivcom';
   }
 
   private route(peer: number): Endpoint | null {
     let ep = this.routes[peer];
     if (ep !== undefined) return ep;
-    if (peer === this.rank) ep = null;
+    const name = this.choose(peer);
+    if (name === 'self') ep = null;
+    else if (name === 'ivcom') ep = this.ivcom!.endpoint(peer);
     else {
-      const sameNode = this.peers[peer]!.node === this.peers[this.rank]!.node;
-      const want = this.mode === 'auto' ? (sameNode && this.ivcom ? 'ivcom' : 'tcp') : this.mode;
-      if (want === 'ivcom') {
-        if (!sameNode) {
-          throw new TransportUnavailableError(
-            `rank ${this.rank}: --transport ivcom was forced but rank ${peer} is on another host; shared memory only joins ranks of one host. Use --transport auto or tcp.`,
-            { rank: this.rank, peer },
-          );
-        }
-        if (!this.ivcom) {
-          throw new TransportUnavailableError(
-            `rank ${this.rank}: --transport ivcom was forced but the shared-memory transport is not available in this build (native addon missing?). Run 'npm run build' or use --transport tcp.`,
-            { rank: this.rank, peer },
-          );
-        }
-        ep = this.ivcom.endpoint(peer);
-      } else {
-        if (!this.tcp) throw new TransportUnavailableError(`rank ${this.rank}: no TCP transport to reach rank ${peer}`, { rank: this.rank, peer });
-        ep = this.tcp.endpoint(peer);
-      }
+      if (!this.tcp) throw new TransportUnavailableError(`rank ${this.rank}: no TCP transport to reach rank ${peer}`, { rank: this.rank, peer });
+      ep = this.tcp.endpoint(peer);
     }
     this.routes[peer] = ep;
     return ep;
@@ -133,7 +137,12 @@ export class Engine {
     this.matcher(m.ctx).arrive(env);
   };
 
-  /** Upcall from transports: a channel broke. Every pending receive fails with the cause. */
+  /**
+   * Upcall from transports: a channel broke (peer lost, corrupt ring, bad frame). Every pending
+   * receive fails with the cause, and so does every later operation: this process no longer
+   * knows what its peers sent. It is not a crash: the program decides (by default an unhandled
+   * rejection ends the job, naming the cause). With nobody waiting, say so on stderr at once.
+   */
   readonly fail = (err: Error): void => {
     if (this.failure) return;
     this.failure = err;
@@ -144,12 +153,7 @@ export class Engine {
         told = true;
       }
     }
-    // Nobody was waiting: still fail loudly, so the job ends instead of hanging later.
-    if (!told) {
-      process.nextTick(() => {
-        throw err;
-      });
-    }
+    if (!told) process.emitWarning(err.message, { code: (err as { code?: string }).code ?? 'ERR_IVCOM', type: 'IvcomWarning' });
   };
 
   get failed(): Error | undefined {

@@ -4,10 +4,14 @@ import { BootstrapClient } from './bootstrap.js';
 import { Comm } from './comm.js';
 import { Engine } from './engine.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
-import type { PeerInfo } from '../transport/bootstrap/protocol.js';
+import { GRANT_FD_ENV, type PeerInfo } from '../transport/bootstrap/protocol.js';
+import type { Transport, Upcalls } from '../transport/transport.js';
+import type { StartInfo } from './bootstrap.js';
 
 export { ANY_SOURCE, ANY_TAG, TAG_UB } from './constants.js';
 export { Comm } from './comm.js';
+export { Op } from './collectives/op.js';
+export type { OpLike } from './collectives/op.js';
 export type { Status, Message } from './comm.js';
 export * from './errors.js';
 
@@ -52,7 +56,8 @@ async function start(): Promise<Comm> {
     const tcp = new TcpTransport({ rank, upcalls, host });
     const addr = await tcp.listen();
     const info = await bootstrap.register(addr.host, addr.port);
-    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp });
+    const ivcom = info.transport === 'tcp' ? undefined : await sharedMemory(rank, info, bootstrap, upcalls);
+    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom });
     tcp.join(Buffer.from(info.secret, 'base64'), info.peers);
   }
   const e = engine;
@@ -60,6 +65,33 @@ async function start(): Promise<Comm> {
     void e.finalize();
   });
   return new Comm(e, 0, Array.from({ length: e.size }, (_, i) => i));
+}
+
+/**
+ * The shared-memory transport, when ivrun granted this rank a grant channel and the native addon
+ * loads. Loaded on demand so that a build without the addon still runs over TCP.
+ */
+async function sharedMemory(
+  rank: number,
+  info: StartInfo,
+  bootstrap: BootstrapClient,
+  upcalls: Upcalls,
+): Promise<Transport | undefined> {
+  const fdText = process.env[GRANT_FD_ENV];
+  if (fdText === undefined) return undefined;
+  let mods;
+  try {
+    const [kmod, ivcom, client] = await Promise.all([
+      import('../kmod/index.js'),
+      import('../transport/ivcom/transport.js'),
+      import('../transport/ivcom/grant-client.js'),
+    ]);
+    mods = { kmod, ivcom, client };
+  } catch {
+    return undefined; // transportTo reports tcp; a forced --transport ivcom fails on first use
+  }
+  const grants = new mods.client.GrantClient(Number(fdText), info.size, (peer) => bootstrap.send({ op: 'grant', peer }), upcalls.fail);
+  return new mods.ivcom.IvcomTransport({ rank, grants, upcalls, kmod: mods.kmod, ringBytes: info.ringBytes });
 }
 
 /** Flushes outstanding sends, closes every channel and leaves the job. Idempotent. */

@@ -2,7 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,8 +16,8 @@ export interface JobResult {
   stdout: string;
   stderr: string;
   ms: number;
-  /** Processes that still carried this job's marker after ivrun exited. */
-  leftovers: number[];
+  /** Processes that still carried this job's marker after ivrun exited, and segments still held. */
+  leftovers: Array<number | string>;
 }
 
 /** Pids of processes whose environment carries the marker. */
@@ -31,6 +31,29 @@ export function processesWith(marker: string): number[] {
       // gone already, or not ours to read
     }
   }
+  return found;
+}
+
+/** Anything on the machine still holding (fd or mapping) a segment of job `jobId`, or a /dev/shm name. */
+export function segmentsOf(jobId: string): string[] {
+  const needle = `memfd:ivcom-${jobId}-`;
+  const found: string[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      for (const fd of readdirSync(`/proc/${d}/fd`)) {
+        try {
+          if (readlinkSync(`/proc/${d}/fd/${fd}`).includes(needle)) found.push(`pid ${d} fd ${fd}`);
+        } catch {
+          // closed meanwhile
+        }
+      }
+      if (readFileSync(`/proc/${d}/maps`, 'latin1').includes(needle)) found.push(`pid ${d} mapping`);
+    } catch {
+      // gone
+    }
+  }
+  for (const f of readdirSync('/dev/shm')) if (f.includes('ivcom')) found.push(`/dev/shm/${f}`);
   return found;
 }
 
@@ -58,11 +81,12 @@ export interface RunOptions {
 
 /** Runs `ivrun ...args`, waits for it, then looks for leftover processes of the job. */
 export async function ivrun(args: string[], opts: RunOptions = {}): Promise<JobResult> {
-  const marker = `IVCOM_TEST_MARK=${randomBytes(8).toString('hex')}`;
+  const id = randomBytes(8).toString('hex');
+  const marker = `IVCOM_TEST_MARK=${id}`;
   const [k, v] = marker.split('=') as [string, string];
   const t0 = performance.now();
   const child = spawn(process.execPath, [IVRUN, ...args], {
-    env: { ...process.env, ...opts.env, [k]: v },
+    env: { ...process.env, IVCOM_JOB_ID: id, ...opts.env, [k]: v },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -78,12 +102,13 @@ export async function ivrun(args: string[], opts: RunOptions = {}): Promise<JobR
   clearTimeout(timer);
   const ms = performance.now() - t0;
   // Give the kernel a moment to reap whatever was killed at the very end.
-  let leftovers = processesWith(marker);
-  for (let i = 0; i < 20 && leftovers.length > 0; i++) {
+  let procs = processesWith(marker);
+  for (let i = 0; i < 20 && procs.length > 0; i++) {
     await new Promise((r) => setTimeout(r, 50));
-    leftovers = processesWith(marker);
+    procs = processesWith(marker);
   }
-  for (const pid of leftovers) {
+  const leftovers: Array<number | string> = [...procs, ...segmentsOf(id)];
+  for (const pid of procs) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { fixture, ivrun } from '../helpers/job.js';
 
 const P2P = fixture('p2p.js');
-export const TRANSPORTS = (process.env.IVCOM_TEST_TRANSPORTS ?? 'tcp').split(',');
+export const TRANSPORTS = (process.env.IVCOM_TEST_TRANSPORTS ?? 'ivcom,tcp').split(',');
 
 async function scenario(name: string, n: number, transport: string, extra: string[] = []) {
   const r = await ivrun(['-n', String(n), '--transport', transport, ...extra, 'node', P2P, name]);

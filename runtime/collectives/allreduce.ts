@@ -1,0 +1,103 @@
+// allreduce.
+//  - recursive doubling (log2 p exchanges) for small data, any value, any op. Non-powers of two
+//    use the standard fix (MPICH): of the first 2*rem ranks, each even rank hands its value to the
+//    odd rank above it and waits for the result, leaving a power of two of "new ranks" that each
+//    hold a contiguous, ascending range of ranks. In every exchange both partners compute
+//    f(lower range, upper range): the result is the rank-order fold on every rank (right for
+//    non-commutative functions) and bit-identical on every rank (floating point included).
+//  - large typed arrays with a built-in op: pipelined ring reduce-scatter + ring allgather
+//    (bandwidth-optimal; every rank reduces 1/p of the data; piece k is reduced while piece k+1
+//    is in flight). Every element is reduced once, by one rank, so all ranks get identical bits
+//    (in a rotated order of ranks, which is fine for the commutative built-in ops).
+//  - across hosts: reduce inside each host to its lowest rank, allreduce across those leaders,
+//    bcast inside each host.
+
+import type { CollPort } from './port.js';
+import { checkOp, kernel, Op, reducer, typedKind, type AnyTypedArray, type OpLike, type Reducer } from './op.js';
+import { bcastFlat } from './bcast.js';
+import { reduceImpl } from './reduce.js';
+import { ringAllgather, ringReduceScatter } from './ring.js';
+import { pieceElems, selectAllreduce } from './select.js';
+import { cloneValue, floorPow2, mod, nextTagBase, subPort, topology } from './util.js';
+
+/** Recursive doubling on prepared values (tags tag..tag+2). */
+export async function allreduceRecursiveDoubling(p: CollPort, x: unknown, red: Reducer, tag: number): Promise<unknown> {
+  const { rank, size } = p;
+  if (size === 1) return x;
+  const pof2 = floorPow2(size);
+  const rem = size - pof2;
+  let acc = x;
+  let newrank: number;
+  if (rank < 2 * rem) {
+    if (rank % 2 === 0) {
+      const [, result] = await Promise.all([p.send(acc, rank + 1, tag), p.recv(rank + 1, tag + 1)]);
+      return result;
+    }
+    acc = red.combine(await p.recv(rank - 1, tag), acc);
+    newrank = rank >> 1;
+  } else {
+    newrank = rank - rem;
+  }
+  for (let mask = 1; mask < pof2; mask <<= 1) {
+    const np = newrank ^ mask;
+    const partner = np < rem ? np * 2 + 1 : np + rem;
+    const [, v] = await Promise.all([p.send(acc, partner, tag + 2), p.recv(partner, tag + 2)]);
+    acc = np < newrank ? red.combine(v, acc) : red.combine(acc, v);
+  }
+  if (rank < 2 * rem) await p.send(acc, rank - 1, tag + 1);
+  return acc;
+}
+
+/** Pipelined ring reduce-scatter + allgather of a prepared typed array (tags tag+3, tag+4). */
+export async function allreduceRing(p: CollPort, buf: AnyTypedArray, red: Reducer, tag: number): Promise<AnyTypedArray> {
+  const { rank, size } = p;
+  const spec = {
+    p,
+    pos: rank,
+    left: mod(rank - 1, size),
+    right: mod(rank + 1, size),
+    tag: tag + 3,
+    pieceElems: pieceElems(buf.BYTES_PER_ELEMENT),
+  };
+  await ringReduceScatter(spec, buf, kernel(red.builtin!, typedKind(buf)!)!, 'allreduce');
+  await ringAllgather({ ...spec, tag: tag + 4 }, buf, 'allreduce');
+  return buf;
+}
+
+/** allreduce of a prepared value with algorithm selection (tags tag..tag+22). */
+export async function allreduceImpl(p: CollPort, x: unknown, red: Reducer, tag: number, flat = false): Promise<unknown> {
+  if (p.size === 1) return x;
+  const kind = typedKind(x);
+  const bytes = kind !== undefined ? (x as AnyTypedArray).byteLength : -1;
+  switch (selectAllreduce(p, bytes, red.builtin !== null, flat)) {
+    case 'ring':
+      return allreduceRing(p, x as AnyTypedArray, red, tag);
+    case 'recursive-doubling':
+      return allreduceRecursiveDoubling(p, x, red, tag);
+    case 'hierarchical': {
+      const t = topology(p);
+      const host = t.hosts[t.hostIndex[p.rank]!]!;
+      const hp = subPort(p, host);
+      let v = await reduceImpl(hp, x, red, 0, tag + 8);
+      if (p.rank === host[0]) {
+        v = await allreduceImpl(
+          subPort(
+            p,
+            t.hosts.map((h) => h[0]!),
+          ),
+          v,
+          red,
+          tag + 12,
+          true,
+        );
+      }
+      return bcastFlat(hp, v, 0, tag + 20);
+    }
+  }
+}
+
+export async function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM): Promise<T> {
+  const red = reducer(checkOp(op, p.worldRank), p.worldRank, cloneValue);
+  const x = red.prepare(data);
+  return (await allreduceImpl(p, x, red, nextTagBase(p))) as T;
+}

@@ -1,0 +1,36 @@
+// barrier: dissemination (Hensgen, Finkel & Manber): in round k every rank signals rank+2^k and
+// waits for rank-2^k; ceil(log2 p) rounds for any p. Across hosts: every rank signals its host's
+// leader, the leaders run the dissemination barrier, and each leader releases its host.
+
+import type { CollPort } from './port.js';
+import { useHierarchy } from './select.js';
+import { mod, nextTagBase, subPort, topology } from './util.js';
+
+const TOKEN = 0;
+
+/** Dissemination barrier on `p` with one tag (the partner of every round is distinct). */
+export async function disseminationBarrier(p: CollPort, tag: number): Promise<void> {
+  const { rank, size } = p;
+  for (let d = 1; d < size; d *= 2) {
+    await Promise.all([p.send(TOKEN, mod(rank + d, size), tag), p.recv(mod(rank - d, size), tag)]);
+  }
+}
+
+export async function barrierImpl(p: CollPort, tag: number): Promise<void> {
+  if (p.size === 1) return;
+  if (!useHierarchy(p)) return disseminationBarrier(p, tag);
+  const t = topology(p);
+  const mine = t.hosts[t.hostIndex[p.rank]!]!;
+  const leader = mine[0]!;
+  if (p.rank !== leader) {
+    await Promise.all([p.send(TOKEN, leader, tag), p.recv(leader, tag + 2)]);
+    return;
+  }
+  await Promise.all(mine.slice(1).map((r) => p.recv(r, tag)));
+  await disseminationBarrier(subPort(p, t.hosts.map((h) => h[0]!)), tag + 1);
+  await Promise.all(mine.slice(1).map((r) => p.send(TOKEN, r, tag + 2)));
+}
+
+export async function barrier(p: CollPort): Promise<void> {
+  return barrierImpl(p, nextTagBase(p));
+}

@@ -1,0 +1,420 @@
+// Reduction operators: the `Op` constants and the element-wise / scalar kernels behind them.
+//
+// Semantics (API.md, "Collectives"):
+//  - numbers, booleans, bigints and every typed-array kind reduce natively; any other value needs
+//    a function, else UnsupportedError naming the op and the value's type;
+//  - typed arrays reduce element-wise into a result of the same type and length (integer kinds
+//    wrap as the typed array stores them, Uint8ClampedArray clamps);
+//  - LAND / LOR give booleans for scalars (truthiness of numbers, bigints, booleans) and 1 / 0
+//    elements of the same kind for typed arrays;
+//  - BAND / BOR / BXOR need integers: integer typed-array kinds, bigints, integral numbers
+//    (any safe integer, not only 32-bit), or booleans (giving booleans);
+//  - MIN / MAX on booleans are LAND / LOR; SUM / PROD on booleans count them as 1 / 0 (numbers);
+//  - a custom function is taken as associative but NOT commutative: the collectives apply it in
+//    rank order, `f(f(x0, x1), x2) ...`.
+//
+// Internally every contribution is first *prepared* (validated, normalized into the op's domain,
+// and copied so that nothing aliases the caller's input); the combine step may then reuse the
+// storage of its LEFT operand (typed arrays are reduced in place into `a`), never of `b`.
+
+import { CollectiveMismatchError, InvalidArgTypeError, UnsupportedError } from '../errors.js';
+
+export const Op = Object.freeze({
+  SUM: 'SUM',
+  PROD: 'PROD',
+  MIN: 'MIN',
+  MAX: 'MAX',
+  LAND: 'LAND',
+  LOR: 'LOR',
+  BAND: 'BAND',
+  BOR: 'BOR',
+  BXOR: 'BXOR',
+} as const);
+export type Op = typeof Op;
+/** A built-in operator name. */
+export type BuiltinOp = Op[keyof Op];
+/** What every reducing collective accepts as `op`. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type OpLike = Op[keyof Op] | ((a: any, b: any) => any);
+
+const BUILTINS: ReadonlySet<string> = new Set(Object.values(Op));
+
+export type AnyTypedArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+type Kind =
+  | 'Int8Array'
+  | 'Uint8Array'
+  | 'Uint8ClampedArray'
+  | 'Int16Array'
+  | 'Uint16Array'
+  | 'Int32Array'
+  | 'Uint32Array'
+  | 'Float32Array'
+  | 'Float64Array'
+  | 'BigInt64Array'
+  | 'BigUint64Array';
+
+const KIND_OF_PROTO = new Map<unknown, Kind>([
+  [Int8Array.prototype, 'Int8Array'],
+  [Uint8Array.prototype, 'Uint8Array'],
+  [Uint8ClampedArray.prototype, 'Uint8ClampedArray'],
+  [Int16Array.prototype, 'Int16Array'],
+  [Uint16Array.prototype, 'Uint16Array'],
+  [Int32Array.prototype, 'Int32Array'],
+  [Uint32Array.prototype, 'Uint32Array'],
+  [Float32Array.prototype, 'Float32Array'],
+  [Float64Array.prototype, 'Float64Array'],
+  [BigInt64Array.prototype, 'BigInt64Array'],
+  [BigUint64Array.prototype, 'BigUint64Array'],
+]);
+
+/**
+ * The element kind of a typed array ('Float64Array', ...; a Buffer counts as 'Uint8Array'), or
+ * undefined for anything else (DataView, ArrayBuffer, plain values).
+ */
+export function typedKind(x: unknown): Kind | undefined {
+  if (!ArrayBuffer.isView(x) || x instanceof DataView) return undefined;
+  let proto: unknown = Object.getPrototypeOf(x);
+  // Buffer (and other subclasses): walk up to the built-in kind.
+  for (let i = 0; i < 4 && proto !== null; i++) {
+    const k = KIND_OF_PROTO.get(proto);
+    if (k !== undefined) return k;
+    proto = Object.getPrototypeOf(proto);
+  }
+  return undefined;
+}
+
+/** A name for a value's type, for error messages. */
+export function typeName(x: unknown): string {
+  if (x === null) return 'null';
+  if (Buffer.isBuffer(x)) return 'Buffer';
+  const k = typedKind(x);
+  if (k !== undefined) return k;
+  if (typeof x === 'object') {
+    const c = (x as object).constructor;
+    return c && typeof c.name === 'string' && c.name !== '' && c.name !== 'Object' ? c.name : 'object';
+  }
+  if (typeof x === 'number' && !Number.isInteger(x)) return `non-integer number (${x})`;
+  return typeof x;
+}
+
+/** A new zeroed typed array of the same kind as `like` (a Buffer gives a Buffer). */
+export function allocLike<T extends AnyTypedArray>(like: T, length: number): T {
+  if (Buffer.isBuffer(like)) return Buffer.alloc(length) as unknown as T;
+  const k = typedKind(like);
+  if (k === undefined) throw new InvalidArgTypeError(`not a typed array: ${typeName(like)}`);
+  return allocKind(k, length) as T;
+}
+
+export function allocKind(kind: string, length: number): AnyTypedArray {
+  switch (kind) {
+    case 'Buffer':
+      return Buffer.alloc(length);
+    case 'Int8Array':
+      return new Int8Array(length);
+    case 'Uint8Array':
+      return new Uint8Array(length);
+    case 'Uint8ClampedArray':
+      return new Uint8ClampedArray(length);
+    case 'Int16Array':
+      return new Int16Array(length);
+    case 'Uint16Array':
+      return new Uint16Array(length);
+    case 'Int32Array':
+      return new Int32Array(length);
+    case 'Uint32Array':
+      return new Uint32Array(length);
+    case 'Float32Array':
+      return new Float32Array(length);
+    case 'Float64Array':
+      return new Float64Array(length);
+    case 'BigInt64Array':
+      return new BigInt64Array(length);
+    case 'BigUint64Array':
+      return new BigUint64Array(length);
+    default:
+      throw new CollectiveMismatchError(`unknown typed-array kind '${kind}' announced by a peer`);
+  }
+}
+
+/** A copy of a typed array, same kind (Buffer stays Buffer), never sharing memory. */
+export function copyTyped<T extends AnyTypedArray>(x: T): T {
+  const out = allocLike(x, x.length);
+  (out as unknown as { set(a: ArrayLike<unknown>): void }).set(x as ArrayLike<unknown>);
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Element-wise kernels. One generated function per (op, kind), so each loop stays monomorphic
+// (a single hand-written generic loop goes megamorphic over the kinds: measured 25-40x slower per
+// element on Node 20 for 32/64-bit kinds). Signature: (a, aOff, b, bOff, n) => void, computing a[aOff+i] = a[aOff+i] (op) b[bOff+i].
+
+type Kernel = (a: AnyTypedArray, aOff: number, b: AnyTypedArray, bOff: number, n: number) => void;
+
+const FLOAT_KINDS: ReadonlySet<string> = new Set(['Float32Array', 'Float64Array']);
+const BIG_KINDS: ReadonlySet<string> = new Set(['BigInt64Array', 'BigUint64Array']);
+
+function kernelExpr(op: BuiltinOp, kind: Kind): string | undefined {
+  const float = FLOAT_KINDS.has(kind);
+  const big = BIG_KINDS.has(kind);
+  const one = big ? '1n' : '1';
+  const zero = big ? '0n' : '0';
+  switch (op) {
+    case 'SUM':
+      return 'x + y';
+    case 'PROD':
+      // 32-bit products can exceed 2^53 in a double before wrapping: use imul.
+      return kind === 'Int32Array' || kind === 'Uint32Array' ? 'Math.imul(x, y)' : 'x * y';
+    case 'MIN':
+      return float ? 'Math.min(x, y)' : 'y < x ? y : x';
+    case 'MAX':
+      return float ? 'Math.max(x, y)' : 'y > x ? y : x';
+    case 'LAND':
+      return `(x && y) ? ${one} : ${zero}`;
+    case 'LOR':
+      return `(x || y) ? ${one} : ${zero}`;
+    case 'BAND':
+      return float ? undefined : 'x & y';
+    case 'BOR':
+      return float ? undefined : 'x | y';
+    case 'BXOR':
+      return float ? undefined : 'x ^ y';
+  }
+}
+
+const kernels = new Map<string, Kernel>();
+
+/** The in-place kernel for (op, kind), or undefined when the op does not apply to the kind. */
+export function kernel(op: BuiltinOp, kind: Kind): Kernel | undefined {
+  const key = `${op}/${kind}`;
+  let k = kernels.get(key);
+  if (k === undefined) {
+    const expr = kernelExpr(op, kind);
+    if (expr === undefined) return undefined;
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    k = new Function(
+      'a',
+      'aOff',
+      'b',
+      'bOff',
+      'n',
+      // The comment makes every (op, kind) source unique: V8 caches `new Function` code by source
+      // text, and kernels sharing one source share type feedback and go megamorphic (measured
+      // on Node 20: Float64 SUM of 1M elements 2.7 ms alone, 85 ms after five other kinds).
+      `'use strict'; /* ${op} ${kind} */\nfor (let i = 0; i < n; i++) { const x = a[aOff + i]; const y = b[bOff + i]; a[aOff + i] = ${expr}; }`,
+    ) as Kernel;
+    kernels.set(key, k);
+  }
+  return k;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scalars.
+
+function isIntegralNumber(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x);
+}
+
+function bitwiseNumber(op: 'BAND' | 'BOR' | 'BXOR', a: number, b: number): number {
+  if ((a | 0) === a && (b | 0) === b) {
+    return op === 'BAND' ? a & b : op === 'BOR' ? a | b : a ^ b;
+  }
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return Number(op === 'BAND' ? x & y : op === 'BOR' ? x | y : x ^ y);
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/** A resolved operator: how to prepare a contribution and how to combine two. */
+export interface Reducer {
+  /** The built-in op, or null for a custom function. */
+  readonly builtin: BuiltinOp | null;
+  /** A readable name for messages ('Op.SUM' or 'a custom function'). */
+  readonly name: string;
+  /**
+   * Validates a contribution (throws UnsupportedError at once if the op cannot handle it) and
+   * returns a private copy in the op's domain that the combine step may consume.
+   */
+  prepare(x: unknown): unknown;
+  /** Combines `a` (lower ranks) with `b` (higher ranks); may reuse `a`'s storage, not `b`'s. */
+  combine(a: unknown, b: unknown): unknown;
+}
+
+/** Throws InvalidArgTypeError unless `op` is an Op constant or a function. */
+export function checkOp(op: unknown, rank: number): OpLike {
+  if (typeof op === 'function') return op as OpLike;
+  if (typeof op === 'string' && BUILTINS.has(op)) return op as BuiltinOp;
+  throw new InvalidArgTypeError(
+    `rank ${rank}: op must be one of Op.${[...BUILTINS].join(', Op.')} or a function (a, b) => c, got ${
+      typeof op === 'string' ? `'${op}'` : typeName(op)
+    }`,
+  );
+}
+
+export function reducer(op: OpLike, rank: number, clone: (v: unknown) => unknown): Reducer {
+  if (typeof op === 'function') {
+    const f = op as (a: unknown, b: unknown) => unknown;
+    return {
+      builtin: null,
+      name: 'a custom function',
+      // The user's function may mutate its arguments: hand it a copy of the caller's input.
+      prepare: (x) => clone(x),
+      combine: (a, b) => f(a, b),
+    };
+  }
+  return builtinReducer(op, rank);
+}
+
+function builtinReducer(op: BuiltinOp, rank: number): Reducer {
+  const name = `Op.${op}`;
+  const unsupported = (x: unknown, why = ''): UnsupportedError =>
+    new UnsupportedError(
+      `rank ${rank}: ${name} cannot reduce a value of type ${typeName(x)}${why}; ` +
+        `numbers, booleans, bigints and typed arrays reduce natively, other values need a function (a, b) => c as op`,
+      { rank },
+    );
+  const bitwise = op === 'BAND' || op === 'BOR' || op === 'BXOR';
+  const logical = op === 'LAND' || op === 'LOR';
+
+  const prepare = (x: unknown): unknown => {
+    switch (typeof x) {
+      case 'number':
+        if (logical) return Boolean(x);
+        if (bitwise && !Number.isInteger(x)) {
+          throw unsupported(x, ' (BAND/BOR/BXOR need integers)');
+        }
+        return x;
+      case 'bigint':
+        return logical ? Boolean(x) : x;
+      case 'boolean':
+        if (op === 'SUM' || op === 'PROD') return x ? 1 : 0;
+        return x;
+      case 'object': {
+        const kind = typedKind(x);
+        if (kind === undefined) throw unsupported(x);
+        const k = kernel(op, kind);
+        if (k === undefined) throw unsupported(x, ' (BAND/BOR/BXOR need an integer element kind)');
+        const t = x as AnyTypedArray;
+        const out = copyTyped(t);
+        if (logical) {
+          const big = BIG_KINDS.has(kind);
+          const o = out as unknown as { [i: number]: unknown; length: number };
+          for (let i = 0; i < o.length; i++) o[i] = o[i] ? (big ? 1n : 1) : big ? 0n : 0;
+        }
+        return out;
+      }
+      default:
+        throw unsupported(x);
+    }
+  };
+
+  const mismatch = (a: unknown, b: unknown): CollectiveMismatchError =>
+    new CollectiveMismatchError(
+      `rank ${rank}: ${name} got contributions that disagree: ${describe(a)} and ${describe(b)}; ` +
+        `every rank must pass the same kind of value (typed arrays of the same kind and length)`,
+      { rank },
+    );
+
+  const combine = (a: unknown, b: unknown): unknown => {
+    const ta = typeof a;
+    if (ta !== typeof b) throw mismatch(a, b);
+    switch (ta) {
+      case 'number': {
+        const x = a as number;
+        const y = b as number;
+        switch (op) {
+          case 'SUM':
+            return x + y;
+          case 'PROD':
+            return x * y;
+          case 'MIN':
+            return Math.min(x, y);
+          case 'MAX':
+            return Math.max(x, y);
+          case 'BAND':
+          case 'BOR':
+          case 'BXOR':
+            if (!isIntegralNumber(y)) throw unsupported(y, ' (BAND/BOR/BXOR need integers)');
+            return bitwiseNumber(op, x, y);
+          default:
+            throw mismatch(a, b); // LAND/LOR contributions are prepared into booleans
+        }
+      }
+      case 'bigint': {
+        const x = a as bigint;
+        const y = b as bigint;
+        switch (op) {
+          case 'SUM':
+            return x + y;
+          case 'PROD':
+            return x * y;
+          case 'MIN':
+            return y < x ? y : x;
+          case 'MAX':
+            return y > x ? y : x;
+          case 'BAND':
+            return x & y;
+          case 'BOR':
+            return x | y;
+          case 'BXOR':
+            return x ^ y;
+          default:
+            throw mismatch(a, b);
+        }
+      }
+      case 'boolean': {
+        const x = a as boolean;
+        const y = b as boolean;
+        switch (op) {
+          case 'MIN':
+          case 'LAND':
+          case 'BAND':
+            return x && y;
+          case 'MAX':
+          case 'LOR':
+          case 'BOR':
+            return x || y;
+          case 'BXOR':
+            return x !== y;
+          default:
+            throw mismatch(a, b);
+        }
+      }
+      case 'object': {
+        const ka = typedKind(a);
+        const kb = typedKind(b);
+        if (ka === undefined || ka !== kb) throw mismatch(a, b);
+        const x = a as AnyTypedArray;
+        const y = b as AnyTypedArray;
+        if (x.length !== y.length) throw mismatch(a, b);
+        const k = kernel(op, ka);
+        if (k === undefined) throw unsupported(a);
+        k(x, 0, y, 0, x.length);
+        return x;
+      }
+      default:
+        throw mismatch(a, b);
+    }
+  };
+
+  return { builtin: op, name, prepare, combine };
+}
+
+/** 'Float64Array(1024)', 'number', ... for mismatch messages. */
+export function describe(x: unknown): string {
+  const k = typedKind(x);
+  if (k !== undefined) return `${Buffer.isBuffer(x) ? 'Buffer' : k}(${(x as AnyTypedArray).length})`;
+  return typeName(x);
+}

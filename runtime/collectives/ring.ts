@@ -1,0 +1,142 @@
+// Pipelined ring phases over a typed array split in `size` chunks (chunk c = elements
+// [chunkStart(c), chunkStart(c+1))), each chunk moved in pieces of at most `pieceElems` elements.
+// A piece is forwarded (or reduced, then forwarded) as soon as it arrives, and the receive of the
+// next piece is already posted, so piece k is reduced while piece k+1 is in flight.
+//
+// All messages of one phase use one tag: each rank sends to its right neighbour in (step, piece)
+// order and receives from its left neighbour in the same order, so MPI's non-overtaking rule
+// matches them up.
+
+import { CollectiveMismatchError } from '../errors.js';
+import type { CollPort } from './port.js';
+import { describe, typedKind, type AnyTypedArray } from './op.js';
+import { chunkStart, handled, mod, Pending, pieces } from './util.js';
+
+type Kernel = (a: AnyTypedArray, aOff: number, b: AnyTypedArray, bOff: number, n: number) => void;
+
+export interface RingSpec {
+  p: CollPort;
+  /** Position of this rank in the ring, 0..p.size-1. */
+  pos: number;
+  /** Port ranks of the neighbours at pos-1 and pos+1. */
+  left: number;
+  right: number;
+  tag: number;
+  pieceElems: number;
+}
+
+/** How many receives are kept posted ahead of the one being processed. */
+const PREFETCH = 2;
+
+function chunkPieces(n: number, size: number, c: number, pieceElems: number): Array<[number, number]> {
+  return pieces(chunkStart(n, size, c), chunkStart(n, size, c + 1), pieceElems);
+}
+
+function checkPiece(r: RingSpec, buf: AnyTypedArray, v: unknown, len: number, what: string): AnyTypedArray {
+  if (typedKind(v) !== typedKind(buf) || (v as AnyTypedArray).length !== len) {
+    throw new CollectiveMismatchError(
+      `rank ${r.p.worldRank}: ${what}: rank ${r.left} sent ${describe(v)} where a piece of ${len} elements of ${describe(
+        buf,
+      )} was expected; every rank must pass a typed array of the same kind and length`,
+      { rank: r.p.worldRank, peer: r.left },
+    );
+  }
+  return v as AnyTypedArray;
+}
+
+/**
+ * Receives the pieces listed in `expect` from the left neighbour, in order, with PREFETCH
+ * receives posted ahead, calling `each(index, value)` on each.
+ */
+async function receiveAll(
+  r: RingSpec,
+  count: number,
+  each: (i: number, v: unknown) => void,
+): Promise<void> {
+  const posted: Promise<unknown>[] = [];
+  let next = 0;
+  const post = (): void => {
+    while (next < count && posted.length < PREFETCH + 1) {
+      posted.push(handled(r.p.recv(r.left, r.tag)));
+      next++;
+    }
+  };
+  for (let i = 0; i < count; i++) {
+    post();
+    const v = await posted.shift()!;
+    each(i, v);
+  }
+}
+
+/**
+ * Ring reduce-scatter: afterwards this rank's chunk `pos` holds the reduction of everybody's
+ * chunk `pos`; other chunks hold partial values. `buf` is reduced in place.
+ */
+export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kernel, what: string): Promise<void> {
+  const size = r.p.size;
+  const n = buf.length;
+  const sends = new Pending();
+  // Step 0 sends our own chunk pos-1; step s receives chunk pos-s-2, reduces it, and (but for the
+  // last step) forwards it as step s+1's send.
+  for (const [s, e] of chunkPieces(n, size, mod(r.pos - 1, size), r.pieceElems)) {
+    sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+  }
+  const plan: Array<[number, number, boolean]> = [];
+  for (let step = 0; step < size - 1; step++) {
+    for (const [s, e] of chunkPieces(n, size, mod(r.pos - step - 2, size), r.pieceElems)) {
+      plan.push([s, e, step < size - 2]);
+    }
+  }
+  await receiveAll(r, plan.length, (i, v) => {
+    const [s, e, forward] = plan[i]!;
+    const piece = checkPiece(r, buf, v, e - s, what);
+    k(buf, s, piece, 0, e - s);
+    if (forward) sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+  });
+  // The pieces we sent are views of `buf`: they must be out before anyone overwrites them.
+  await sends.all();
+}
+
+/**
+ * Ring allgather: on entry this rank's chunk `pos` is final; afterwards every chunk is. With
+ * `sourcePos` set, the rank at that position already holds everything: it only sends, and its
+ * left neighbour does not send to it (used by the large broadcast).
+ */
+export async function ringAllgather(
+  r: RingSpec,
+  buf: AnyTypedArray,
+  what: string,
+  sourcePos = -1,
+): Promise<void> {
+  const size = r.p.size;
+  const n = buf.length;
+  const sends = new Pending();
+  const rightIsSource = mod(r.pos + 1, size) === sourcePos;
+  if (r.pos === sourcePos) {
+    for (let step = 0; step < size - 1; step++) {
+      for (const [s, e] of chunkPieces(n, size, mod(r.pos - step, size), r.pieceElems)) {
+        sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+      }
+    }
+    await sends.all();
+    return;
+  }
+  if (!rightIsSource) {
+    for (const [s, e] of chunkPieces(n, size, r.pos, r.pieceElems)) {
+      sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+    }
+  }
+  const plan: Array<[number, number, boolean]> = [];
+  for (let step = 0; step < size - 1; step++) {
+    for (const [s, e] of chunkPieces(n, size, mod(r.pos - step - 1, size), r.pieceElems)) {
+      plan.push([s, e, step < size - 2 && !rightIsSource]);
+    }
+  }
+  await receiveAll(r, plan.length, (i, v) => {
+    const [s, e, forward] = plan[i]!;
+    const piece = checkPiece(r, buf, v, e - s, what);
+    (buf as Uint8Array).set(piece as Uint8Array, s);
+    if (forward) sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+  });
+  await sends.all();
+}

@@ -1,0 +1,133 @@
+// Algorithm choice, by communicator size, data size and topology. Every threshold is a named
+// constant here. A choice that changes which messages are exchanged must be made identically on
+// every rank, so it only ever depends on values all ranks agree on: the communicator size, the
+// topology (hostOf), the op, and the size of the data where the collective requires every rank to
+// pass the same shape (reduce/allreduce typed arrays) or where the root announces it (bcast).
+//
+// Only ALLREDUCE_RING_BYTES and the piscina decision (end of file) rest on measurements (2-core
+// development machine, in-memory port); the other thresholds are MPICH's or reasoned from the
+// message counts, and all are starting points to re-tune on the real transports.
+
+import type { CollPort } from './port.js';
+import { topology } from './util.js';
+
+/**
+ * bcast of a typed array of at least this many bytes, on at least BCAST_LARGE_MIN_SIZE ranks,
+ * uses scatter + ring allgather (van de Geijn) instead of the binomial tree: the root sends each
+ * byte once instead of log2(size) times. (MPICH: 512 KiB for its long-message algorithm.)
+ */
+export const BCAST_LARGE_BYTES = 512 * 1024;
+/** With 2 ranks scatter + allgather only adds a step; binomial is a single send. */
+export const BCAST_LARGE_MIN_SIZE = 3;
+
+/**
+ * allreduce of a typed array with a built-in op of at least this many bytes uses the pipelined
+ * ring (reduce-scatter + allgather): every rank moves 2(p-1)/p of the data and reduces 1/p of it,
+ * against log2(p) full exchanges and full reductions for recursive doubling. Below, recursive
+ * doubling wins on latency (log2 p steps against 2(p-1)).
+ *
+ * Measured with the in-memory port (all ranks in one thread, so it counts total work, not the
+ * ring's parallelism; float64 SUM, ms per call):
+ *            16 KiB        64 KiB        256 KiB       1 MiB         4 MiB
+ *   p=2  rd 0.05/ring 0.11  0.10/0.54     0.79/1.03     7.1/5.6       14.3/12.3
+ *   p=4  rd 0.21/ring 0.29  0.40/0.50     1.95/1.86     5.8/7.0       36.0/30.2
+ *   p=8  rd 0.58/ring 1.02  1.49/1.90     5.27/6.00     41.0/31.7     132/108
+ * The crossover sits between 256 KiB and 1 MiB there; with real processes the ring also spreads
+ * the reduction over the ranks, so the threshold is set at the low end. (MPICH switches at 2 KiB,
+ * but its per-message cost is far below Node's.) To be re-tuned on the real transports.
+ */
+export const ALLREDUCE_RING_BYTES = 256 * 1024;
+
+/**
+ * reduce of a typed array with a built-in op of at least this many bytes, on at least
+ * REDUCE_LARGE_MIN_SIZE ranks, uses ring reduce-scatter + gather to the root (Rabenseifner's
+ * reduce): the root receives (p-1)/p of the data and reduces 1/p of it per step instead of
+ * receiving and reducing a full array from each of its log2(p) children.
+ */
+export const REDUCE_LARGE_BYTES = 512 * 1024;
+export const REDUCE_LARGE_MIN_SIZE = 3;
+
+/**
+ * Pieces of the ring algorithms: the unit of pipelining (one piece is reduced while the next is
+ * in flight). Big enough that per-message overhead (~10 us in JS) is small against copying and
+ * reducing it, small enough to keep several pieces in flight per step.
+ */
+export const RING_PIECE_BYTES = 256 * 1024;
+
+/**
+ * alltoall: a rank whose entries hold at least this many raw bytes in total runs the pairwise
+ * exchange one step (one partner) at a time, so at most two messages of its own are in flight;
+ * below, it posts the whole pairwise schedule at once (latency of one step instead of size-1).
+ * This choice is local: ranks that choose differently still match (each pair exchanges exactly
+ * one message each way, and neither schedule ever waits on a send before posting the receive it
+ * pairs with).
+ */
+export const ALLTOALL_PAIRWISE_BYTES = 256 * 1024;
+
+/**
+ * Hierarchical algorithms (intra-host first to a leader per host, then across leaders, then
+ * intra-host again) are used by barrier, bcast and allreduce when the ranks span more than one
+ * host and at least one host holds more than one rank. For allreduce with a custom (possibly
+ * non-commutative) function they are used only when every host's ranks are one contiguous range,
+ * so that host-by-host folding keeps rank order; otherwise the flat algorithm runs.
+ */
+export function useHierarchy(p: CollPort): boolean {
+  if (p.size < 3) return false;
+  const t = topology(p);
+  return t.hosts.length > 1 && t.hosts.length < p.size;
+}
+
+export type AllreduceAlgo = 'recursive-doubling' | 'ring' | 'hierarchical';
+export type BcastAlgo = 'binomial' | 'scatter-allgather' | 'hierarchical';
+export type ReduceAlgo = 'binomial' | 'reduce-scatter-gather';
+
+/** allreduce: `typedBytes` is the typed array's byte size (-1 for other values). */
+export function selectAllreduce(p: CollPort, typedBytes: number, builtin: boolean, flat = false): AllreduceAlgo {
+  if (!flat && useHierarchy(p) && (builtin || topology(p).contiguous)) return 'hierarchical';
+  if (builtin && typedBytes >= ALLREDUCE_RING_BYTES && p.size >= 2) return 'ring';
+  return 'recursive-doubling';
+}
+
+/** bcast on the root: `typedBytes` of the root's typed array (-1 for other values). */
+export function selectBcastLarge(size: number, typedBytes: number): boolean {
+  return size >= BCAST_LARGE_MIN_SIZE && typedBytes >= BCAST_LARGE_BYTES;
+}
+
+export function selectReduce(size: number, typedBytes: number, builtin: boolean): ReduceAlgo {
+  if (builtin && size >= REDUCE_LARGE_MIN_SIZE && typedBytes >= REDUCE_LARGE_BYTES) return 'reduce-scatter-gather';
+  return 'binomial';
+}
+
+/** Elements per ring piece for a typed array with `bytesPerElement`. */
+export function pieceElems(bytesPerElement: number): number {
+  return Math.max(1, Math.floor(RING_PIECE_BYTES / bytesPerElement));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Offloading element-wise reduction to a worker pool (piscina): NOT USED. Decision and numbers.
+//
+// Measured on this machine (2 cores, Node 20.20, Float64 SUM a[i] += b[i], piscina 5 pool of 2
+// threads, the range split in 2 tasks; median of 7 trials, ms per reduction):
+//
+//   idle machine           plain loop | piscina, operands already in SABs | piscina + copies in/out
+//     256 KiB (a ring piece)   0.072  |  0.252                            |  0.236
+//     1 MiB                    0.245  |  0.491                            |  0.642
+//     8 MiB                    2.36   |  2.85                             |  7.91
+//     32 MiB                  12.2    | 16.7                              | 38.7
+//   other core busy (another rank computing)
+//     256 KiB                  0.110  |  0.302                            |  0.397
+//     8 MiB                    4.64   |  5.51                             | 14.4
+//     32 MiB                   9.75   | 11.9                              | 35.3
+//   two ranks reducing at the same time (the allreduce case)
+//     8 MiB                    2.27 / 8.26 | 2.73 / 7.01                  |  7.54 / 19.1
+//     32 MiB                  26.6 / 13.8  | 25.9 / 17.8                  | 85.9 / 44.7
+//
+// The loop runs at memory bandwidth (~7-8 GB/s) already, so a second thread adds no bandwidth,
+// only ~0.15-0.2 ms of dispatch; and received operands arrive in ordinary (non-shared)
+// ArrayBuffers, so the realistic column pays copies into and out of SharedArrayBuffers and is
+// 2-3x SLOWER than the plain loop. With one rank per core there is no idle core to offload to
+// anyway. The ring algorithms also reduce in RING_PIECE_BYTES pieces, far below any size where
+// dispatch could pay. So: the plain (monomorphic, per-kind generated) loop everywhere, no
+// reduce-worker, and this threshold is infinite. Re-measure on a machine with idle cores and
+// SharedArrayBuffer-backed receive buffers before changing it.
+export const PARALLEL_REDUCE_MIN_BYTES = Number.POSITIVE_INFINITY;

@@ -1,0 +1,67 @@
+// The shared-memory fast path through real ranks: selection, lazy grants, a hostile peer,
+// a 1 GiB message, and nothing left behind.
+
+import { describe, expect, it } from 'vitest';
+import { fixture, ivrun } from '../helpers/job.js';
+
+const IVCOM = fixture('ivcom.js');
+const P2P = fixture('p2p.js');
+
+describe('ivcom transport', () => {
+  it('is chosen for every pair of one host, across domains (--vms), and tcp when forced', async () => {
+    const probe = `import('${P2P.replace('test/fixtures/p2p.js', 'runtime/index.js')}').then(async (m) => {
+      const c = await m.init();
+      const t = []; for (let p = 0; p < c.size; p++) t.push(c.transportTo(p));
+      console.log('r' + c.rank + ' ' + t.join(','));
+      await m.finalize();
+    })`;
+    const auto = await ivrun(['-n', '4', '--vms', '2', 'node', '-e', probe]);
+    expect(auto.code).toBe(0);
+    expect(auto.stdout).toContain('r0 self,ivcom,ivcom,ivcom');
+    expect(auto.stdout).toContain('r3 ivcom,ivcom,ivcom,self');
+    const tcp = await ivrun(['-n', '3', '--transport', 'tcp', 'node', '-e', probe]);
+    expect(tcp.stdout).toContain('r1 tcp,self,tcp');
+    expect(auto.leftovers).toEqual([]);
+  });
+
+  it('creates a segment only for pairs that talk, and ivrun keeps no copy of it', async () => {
+    const r = await ivrun(['-n', '4', 'node', IVCOM, 'lazy']);
+    expect(r.stderr + r.stdout).toContain('OK lazy');
+    expect(r.code).toBe(0);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it.each([1, 2, 3])('survives a peer scribbling random bytes over a live segment (seed %i)', async (seed) => {
+    const r = await ivrun(['-n', '2', 'node', IVCOM, 'scribble'], { env: { SCRIBBLE_SEED: String(seed) } });
+    expect(r.stdout + r.stderr).toMatch(/victim saw: ERR_IVCOM_CORRUPT: .*rank 1/);
+    expect(r.stdout).toContain('OK scribble');
+    expect(r.code).toBe(0);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('carries a 1 GiB message through a 1 MiB ring, checksummed both ways', async () => {
+    const r = await ivrun(['-n', '2', '--transport', 'ivcom', 'node', P2P, 'big'], { env: { BIG_MIB: '1024' }, timeoutMs: 120_000 });
+    expect(r.stderr + r.stdout).toContain('OK big size=2 transport=ivcom');
+    expect(r.code).toBe(0);
+    expect(r.leftovers).toEqual([]);
+  }, 150_000);
+
+  it('leaves no segment, fd or process when a rank is SIGKILLed mid-job', async () => {
+    const r = await ivrun(['-n', '4', '--vms', '2', 'node', P2P, 'ring'], {
+      env: { RING_ROUNDS: '1000000' },
+      onStdout: () => {},
+      onSpawn: () => {
+        setTimeout(() => {
+          // ranks are busy passing tokens over ivcom: kill one outright
+          import('../helpers/job.js').then(({ ranksRunning }) => {
+            const victim = ranksRunning(`${P2P}\0ring`).sort((a, b) => a - b)[2];
+            if (victim) process.kill(victim, 'SIGKILL');
+          });
+        }, 2000);
+      },
+    });
+    expect(r.code).toBe(137);
+    expect(r.stderr).toMatch(/killed by signal SIGKILL/);
+    expect(r.leftovers).toEqual([]);
+  });
+});

@@ -1,0 +1,158 @@
+// Helpers for the ivcom unit tests: in-process channel pairs over a plain SharedArrayBuffer with
+// counting bells, a seeded PRNG, and a transpiler that turns the ivcom sources into plain JS for
+// worker_threads (vitest transforms only the main thread's imports).
+
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import type { IncomingMessage, OutgoingMessage } from '../../transport/transport.js';
+import { IvcomChannel, type ChannelOptions } from '../../transport/ivcom/channel.js';
+import { segmentBytes } from '../../transport/ivcom/layout.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface Side {
+  ch: IvcomChannel;
+  got: IncomingMessage[];
+  fails: Error[];
+  /** Times this side rang the peer's bell. */
+  rings: number;
+}
+
+export interface Pair {
+  sab: SharedArrayBuffer;
+  a: Side;
+  b: Side;
+}
+
+export interface PairOptions {
+  ringBytes?: number;
+  chunkBytes?: number;
+  /** A bell wakes the other side (setImmediate → idle(), like the doorbell watcher). */
+  autoWake?: boolean;
+  rankA?: number;
+  rankB?: number;
+  sab?: SharedArrayBuffer;
+  limits?: ChannelOptions['limits'];
+  allocate?: ChannelOptions['allocate'];
+}
+
+export function makeSide(
+  sab: SharedArrayBuffer,
+  low: boolean,
+  rank: number,
+  peer: number,
+  ringBytes: number,
+  ring: () => void,
+  o: PairOptions = {},
+): Side {
+  const side: Side = { ch: undefined as unknown as IvcomChannel, got: [], fails: [], rings: 0 };
+  side.ch = new IvcomChannel({
+    sab,
+    ringBytes,
+    low,
+    rank,
+    peer,
+    chunkBytes: o.chunkBytes,
+    limits: o.limits,
+    allocate: o.allocate,
+    bell: {
+      ring: () => {
+        side.rings++;
+        ring();
+      },
+    },
+    deliver: (m) => side.got.push(m),
+    fail: (e) => side.fails.push(e),
+  });
+  return side;
+}
+
+export function makePair(o: PairOptions = {}): Pair {
+  const ringBytes = o.ringBytes ?? 64 * 1024;
+  const sab = o.sab ?? new SharedArrayBuffer(segmentBytes(ringBytes));
+  const rankA = o.rankA ?? 0;
+  const rankB = o.rankB ?? 1;
+  const pair = {} as Pair;
+  pair.sab = sab;
+  pair.a = makeSide(sab, true, rankA, rankB, ringBytes, () => {
+    if (o.autoWake) setImmediate(() => pair.b.ch.idle());
+  }, o);
+  pair.b = makeSide(sab, false, rankB, rankA, ringBytes, () => {
+    if (o.autoWake) setImmediate(() => pair.a.ch.idle());
+  }, o);
+  return pair;
+}
+
+export function msg(payload: Uint8Array | Uint8Array[], tag = 0, ctx = 0, codec = 0, source = 0): OutgoingMessage {
+  const parts = Array.isArray(payload) ? payload : [payload];
+  return { ctx, source, tag, codec, parts, byteLength: parts.reduce((s, p) => s + p.byteLength, 0) };
+}
+
+/** mulberry32: small, fast, seeded. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Deterministic payload: byte i of message `id` is a function of both. */
+export function pattern(len: number, id: number): Uint8Array {
+  const u = new Uint8Array(len);
+  let x = (id * 2654435761) >>> 0;
+  for (let i = 0; i < len; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    u[i] = x >>> 24;
+  }
+  return u;
+}
+
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** Runs `step` on each turn of the event loop until `done()` or `maxTurns`. */
+export async function spinUntil(done: () => boolean, step: () => void = () => {}, maxTurns = 100_000): Promise<void> {
+  for (let i = 0; i < maxTurns && !done(); i++) {
+    step();
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  if (!done()) throw new Error('spinUntil: condition not reached');
+}
+
+/**
+ * Transpiles the ivcom sources (and what they import) into plain ESM JavaScript under a fresh
+ * temporary directory mirroring the repository layout; returns that directory.
+ */
+export function transpileIvcom(extra: Record<string, string> = {}): string {
+  const out = mkdtempSync(join(tmpdir(), 'ivcom-js-'));
+  const files = [
+    'runtime/errors.ts',
+    'transport/transport.ts',
+    'transport/wire.ts',
+    'transport/ivcom/layout.ts',
+    'transport/ivcom/grant.ts',
+    'transport/ivcom/channel.ts',
+  ];
+  for (const f of files) {
+    const src = readFileSync(join(ROOT, f), 'utf8');
+    const js = ts.transpileModule(src, {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+      fileName: f,
+    }).outputText;
+    const dest = join(out, f.replace(/\.ts$/, '.js'));
+    mkdirSync(dirname(dest), { recursive: true });
+    writeFileSync(dest, js);
+  }
+  writeFileSync(join(out, 'package.json'), '{"type":"module"}');
+  for (const [name, text] of Object.entries(extra)) writeFileSync(join(out, name), text);
+  return out;
+}

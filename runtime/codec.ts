@@ -104,8 +104,11 @@ export function decode(codec: number, bytes: Uint8Array, peer: number): unknown 
       return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
         ? bytes.buffer
         : bytes.slice().buffer;
-    case Codec.DataView:
-      return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    case Codec.DataView: {
+      const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+      const src = owned ? bytes : bytes.slice();
+      return new DataView(src.buffer, 0, src.byteLength);
+    }
     case Codec.Buffer:
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     default: {
@@ -118,7 +121,10 @@ export function decode(codec: number, bytes: Uint8Array, peer: number): unknown 
           { peer },
         );
       }
-      const src = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+      // A view must own its whole buffer: transports may carve small payloads out of a shared
+      // slab, and `value.buffer` must not expose (or, transferred, detach) other messages.
+      const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+      const src = owned && bytes.byteOffset % size === 0 ? bytes : bytes.slice();
       return new ctor(src.buffer as ArrayBuffer, src.byteOffset, src.byteLength / size);
     }
   }

@@ -92,7 +92,48 @@ if (suite === 'p2p') {
     process.exit(1);
   }
   await import('./collectives-run.js' as string);
+} else if (suite === 'idle') {
+  // A rank blocked in recv() must sleep (about 0 % CPU) and wake fast when the message comes.
+  for (const t of transports) {
+    const res = run('idle.js', 2, t, ['--wait=5', `--reps=${Math.max(1, Math.min(rounds, 5))}`]) as
+      | { transport: string; reps: { cpuPercent: number; wakeUs: number }[] }
+      | undefined;
+    if (!res) continue;
+    const cpu = median(res.reps.map((x) => x.cpuPercent));
+    const wake = median(res.reps.map((x) => x.wakeUs));
+    console.log(`${res.transport.padEnd(6)} waiting 5 s in recv: CPU ${cpu.toFixed(2)} % of a core (median of ${res.reps.length}); wake-up ${wake.toFixed(1)} us after the send`);
+  }
+} else if (suite === 'syscalls') {
+  // Syscalls per message in a streaming run: strace -f -c over the whole job, with N messages
+  // and with none; the difference over N. Needs strace (apt-get install strace).
+  const N = Number(opt('messages', '100000'));
+  const size = opt('size', '8');
+  const count = (t: string, n: number): number | undefined => {
+    const out = `/tmp/ivcom-strace-${process.pid}-${t}-${n}`;
+    const r = spawnSync('strace', ['-f', '-c', '-o', out, process.execPath, ivrun, '-n', '2', '--transport', t, 'node', path.join(here, 'stream.js'), String(n), size], {
+      encoding: 'utf8',
+      timeout: 600_000,
+    });
+    if (r.error || r.status !== 0) {
+      process.stderr.write(`bench: strace run over ${t} failed: ${r.error?.message ?? r.stderr}\n`);
+      return undefined;
+    }
+    const text = spawnSync('cat', [out], { encoding: 'utf8' }).stdout;
+    spawnSync('rm', ['-f', out]);
+    const total = /\n[-\s]*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+\s+)?total/.exec(text);
+    return total ? Number(total[1]) : undefined;
+  };
+  const per = new Map<string, number>();
+  for (const t of transports) {
+    const base = count(t, 0);
+    const full = count(t, N);
+    if (base === undefined || full === undefined) continue;
+    per.set(t, (full - base) / N);
+    console.log(`${t.padEnd(6)} ${N} messages of ${size} B: ${full - base} syscalls beyond start-up = ${((full - base) / N).toFixed(4)} per message`);
+  }
+  const [a, b] = [per.get('ivcom'), per.get('tcp')];
+  if (a !== undefined && b !== undefined && b > 0) console.log(`ivcom / tcp syscalls per message: ${((a / b) * 100).toFixed(2)} %`);
 } else {
-  console.error(`bench: unknown suite '${suite}' (p2p or collectives)`);
+  console.error(`bench: unknown suite '${suite}' (p2p, collectives, idle or syscalls)`);
   process.exit(2);
 }

@@ -33,6 +33,19 @@ describe('codec', () => {
     expect(Array.from(v)).toEqual([1.5, 2.5]);
   });
 
+  it('gives every received view a buffer of its own, even when the payload sits in a shared slab', () => {
+    const slab = new Uint8Array(4096);
+    slab.set(new Uint8Array(new Float64Array([7, 8]).buffer), 64);
+    const v = decode(Codec.Float64, slab.subarray(64, 80), 0) as Float64Array;
+    expect(Array.from(v)).toEqual([7, 8]);
+    expect(v.buffer.byteLength).toBe(16);
+    const dv = decode(Codec.DataView, slab.subarray(64, 72), 0) as DataView;
+    expect(dv.buffer.byteLength).toBe(8);
+    // An exactly-sized payload is used in place (no copy).
+    const own = new Uint8Array(16);
+    expect((decode(Codec.Float64, own, 0) as Float64Array).buffer).toBe(own.buffer);
+  });
+
   it('rejects a raw payload that is not a whole number of elements as corrupt', () => {
     expect(() => decode(Codec.Float64, new Uint8Array(12), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
     expect(() => decode(99, new Uint8Array(1), 3)).toThrow(/unknown codec/);

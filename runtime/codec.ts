@@ -58,6 +58,16 @@ for (const [ctor, codec] of TYPED) {
   CODEC_OF.set(ctor.prototype, codec);
 }
 
+// V8 keeps typed arrays of up to 64 bytes on its heap (typed_array_max_size_in_heap).
+const ON_HEAP_MAX = 64;
+const scratch = new ArrayBuffer(ON_HEAP_MAX);
+const scratchU8 = new Uint8Array(scratch);
+const scratchViews: Array<ArrayLike<unknown> & { subarray(a: number, b: number): unknown }> = [];
+for (const [ctor, codec] of TYPED) scratchViews[codec] = new ctor(scratch);
+function scratchOf(codec: number) {
+  return scratchViews[codec]!;
+}
+
 const packr = new Packr({ structuredClone: true, useBigIntExtension: true });
 
 export interface Encoded {
@@ -73,6 +83,9 @@ export function isRaw(value: unknown): value is ArrayBufferView | ArrayBuffer {
 
 export function encode(value: unknown): Encoded {
   if (ArrayBuffer.isView(value)) {
+    // A Uint8Array is already the view we need; taking `.buffer` of a small (on-heap) typed
+    // array would make V8 move it off-heap, a cost on every send.
+    if (Object.getPrototypeOf(value) === Uint8Array.prototype) return { codec: Codec.Uint8, bytes: value as Uint8Array };
     const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
     if (Buffer.isBuffer(value)) return { codec: Codec.Buffer, bytes };
     if (value instanceof DataView) return { codec: Codec.DataView, bytes };
@@ -121,11 +134,21 @@ export function decode(codec: number, bytes: Uint8Array, peer: number): unknown 
           { peer },
         );
       }
+      const n = bytes.byteLength / size;
+      if (bytes.byteLength <= ON_HEAP_MAX && bytes.byteOffset === 0) {
+        // Small payloads are V8 on-heap arrays owned by this message; `.buffer` would move them
+        // off-heap. Go through an aligned scratch view instead (or hand a Uint8Array over as is).
+        if (codec === Codec.Uint8) return bytes;
+        scratchU8.set(bytes);
+        const out = new ctor(n);
+        out.set(scratchOf(codec).subarray(0, n) as never);
+        return out;
+      }
       // A view must own its whole buffer: transports may carve small payloads out of a shared
       // slab, and `value.buffer` must not expose (or, transferred, detach) other messages.
       const owned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-      const src = owned && bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-      return new ctor(src.buffer as ArrayBuffer, src.byteOffset, src.byteLength / size);
+      const src = owned ? bytes : bytes.slice();
+      return codec === Codec.Uint8 ? src : new ctor(src.buffer as ArrayBuffer, 0, n);
     }
   }
 }

@@ -83,13 +83,13 @@ export class Comm {
   // ---- receiving -----------------------------------------------------------------------
 
   /** Posts a receive on a context; resolves with the raw envelope (source still a world rank). */
-  protected post(ctx: number, source: number, tag: number, opts: RecvOptions, probe = false): Promise<Envelope> {
+  protected post<T>(ctx: number, source: number, tag: number, opts: RecvOptions, map: (env: Envelope) => T, probe = false): Promise<T> {
     const engine = this.engine;
     if (engine.failed) return Promise.reject(engine.failed);
     const { signal } = opts;
     if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
     const matcher = engine.matcher(ctx);
-    return new Promise<Envelope>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       let onAbort: (() => void) | undefined;
       const finish = () => {
         engine.release();
@@ -103,7 +103,12 @@ export class Comm {
         complete: (env) => {
           engine.completions++;
           finish();
-          resolve(env);
+          // Decoding here, not in a .then(), saves a promise per message.
+          try {
+            resolve(map(env));
+          } catch (err) {
+            reject(err);
+          }
         },
         fail: (err) => {
           finish();
@@ -127,19 +132,32 @@ export class Comm {
     });
   }
 
-  protected async recvOn(ctx: number, source: number, tag: number, opts: RecvOptions = {}): Promise<unknown> {
-    const env = await this.post(ctx, source, tag, opts);
-    return decode(env.codec, env.payload, env.source);
+  protected recvOn(ctx: number, source: number, tag: number, opts: RecvOptions = {}): Promise<unknown> {
+    return this.post(ctx, source, tag, opts, (env) => decode(env.codec, env.payload, env.source));
   }
 
   recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<T> {
-    return this.recvMessage<T>(source, tag, opts).then((m) => m.data);
+    let o: RecvOptions;
+    try {
+      o = this.checkRecv(source, tag, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.post(this.ctx, source, tag, o, (env) => decode(env.codec, env.payload, env.source) as T);
   }
 
-  async recvMessage<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Message<T>> {
-    const o = this.checkRecv(source, tag, opts);
-    const env = await this.post(this.ctx, source, tag, o);
-    return { data: decode(env.codec, env.payload, env.source) as T, source: this.local(env.source), tag: env.tag };
+  recvMessage<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Message<T>> {
+    let o: RecvOptions;
+    try {
+      o = this.checkRecv(source, tag, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.post(this.ctx, source, tag, o, (env) => ({
+      data: decode(env.codec, env.payload, env.source) as T,
+      source: this.local(env.source),
+      tag: env.tag,
+    }));
   }
 
   /**
@@ -152,7 +170,7 @@ export class Comm {
       throw new InvalidArgTypeError(`rank ${this.rank}: recvInto needs a typed array, Buffer or DataView to fill`);
     }
     const o = this.checkRecv(source, tag, opts);
-    const env = await this.post(this.ctx, source, tag, o);
+    const env = await this.post(this.ctx, source, tag, o, identity);
     const n = env.payload.byteLength;
     const from = this.local(env.source);
     if (n > buffer.byteLength) {
@@ -183,8 +201,7 @@ export class Comm {
 
   async probe(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Status> {
     const o = this.checkRecv(source, tag, opts);
-    const env = await this.post(this.ctx, source, tag, o, true);
-    return this.status(env);
+    return this.post(this.ctx, source, tag, o, (env) => this.status(env), true);
   }
 
   iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | null {
@@ -319,3 +336,4 @@ export class Comm {
 }
 
 let postSeq = 0;
+const identity = (env: Envelope) => env;

@@ -4,6 +4,7 @@
 // queue heads and takes the oldest, instead of scanning everything that is queued.
 
 export const ANY = -1;
+const KEEP_EMPTY = 8;
 
 export interface Envelope {
   /** Sender's world rank. */
@@ -77,6 +78,11 @@ class Table<T extends { seq: number }> {
 
   /** The oldest entry stored under a (source, tag) pattern, where ANY in the pattern is a wildcard. */
   oldest(source: number, tag: number): { q: Fifo<T>; source: number; tag: number } | undefined {
+    if (source !== ANY && tag !== ANY) {
+      // The common case: one queue, no search.
+      const q = this.queue(source, tag);
+      return q !== undefined && q.length > 0 ? { q, source, tag } : undefined;
+    }
     let best: { q: Fifo<T>; source: number; tag: number } | undefined;
     let bestSeq = Infinity;
     const consider = (q: Fifo<T> | undefined, s: number, t: number) => {
@@ -116,9 +122,12 @@ class Table<T extends { seq: number }> {
   }
 
   private drop(source: number, tag: number): void {
+    // Emptied queues stay while there are few of them (a ping-pong would otherwise create and
+    // delete a queue per message); past that they go, so wildcard searches stay short.
     const tags = this.bySource.get(source)!;
+    if (tags.size <= KEEP_EMPTY) return;
     tags.delete(tag);
-    if (tags.size === 0) this.bySource.delete(source);
+    if (tags.size === 0 && this.bySource.size > KEEP_EMPTY) this.bySource.delete(source);
   }
 
   *values(): Generator<T> {

@@ -7,7 +7,8 @@ const P2P = fixture('p2p.js');
 export const TRANSPORTS = (process.env.IVCOM_TEST_TRANSPORTS ?? 'ivcom,tcp').split(',');
 
 async function scenario(name: string, n: number, transport: string, extra: string[] = []) {
-  const r = await ivrun(['-n', String(n), '--transport', transport, ...extra, 'node', P2P, name]);
+  // ivrun's own --timeout names the ranks still running if a job ever hangs.
+  const r = await ivrun(['-n', String(n), '--transport', transport, '--timeout', '40', ...extra, 'node', P2P, name]);
   expect(r.stderr + r.stdout).toContain(`OK ${name}`);
   expect(r.code).toBe(0);
   expect(r.leftovers).toEqual([]);

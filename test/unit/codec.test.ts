@@ -42,8 +42,11 @@ describe('codec', () => {
     const dv = decode(Codec.DataView, slab.subarray(64, 72), 0) as DataView;
     expect(dv.buffer.byteLength).toBe(8);
     // An exactly-sized payload is used in place (no copy).
-    const own = new Uint8Array(16);
+    const own = new Uint8Array(128);
     expect((decode(Codec.Float64, own, 0) as Float64Array).buffer).toBe(own.buffer);
+    // Small ones (V8 keeps them on its heap) are rebuilt without touching `.buffer`.
+    const small = decode(Codec.Int16, new Uint8Array([1, 0, 2, 0]), 0) as Int16Array;
+    expect(small).toEqual(new Int16Array([1, 2]));
   });
 
   it('rejects a raw payload that is not a whole number of elements as corrupt', () => {

@@ -1,0 +1,38 @@
+// Collectives through real ranks started by ivrun, for every communicator size from 1 to 9
+// (up to 9 ranks on 2 cores: oversubscribed), on both transports. The fixture checks every
+// collective and every op against a reference each rank computes by itself; see
+// test/fixtures/collectives.ts. No timings are asserted: the machine is shared.
+
+import { describe, expect, it } from 'vitest';
+import { fixture, ivrun } from '../helpers/job.js';
+
+const COLL = fixture('collectives.js');
+const TRANSPORTS = (process.env.IVCOM_TEST_TRANSPORTS ?? 'tcp,ivcom').split(',');
+const SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+// ivrun ends a hung job itself (status 124, reported below) well before vitest's own timeout.
+const JOB_TIMEOUT_S = '45';
+
+describe.each(TRANSPORTS)('collectives over %s', (transport) => {
+  it.each(SIZES)('every collective and op, split, dup and isolation with %i ranks', async (n) => {
+    const r = await ivrun(['-n', String(n), '--transport', transport, '--timeout', JOB_TIMEOUT_S, 'node', COLL, 'all']);
+    // On failure, show what the ranks said (the first failed check names rank, size and values).
+    expect({ code: r.code, stderr: r.stderr.slice(-3000) }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(r.stdout).toContain(`OK all size=${n}`);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it.each([
+    ['throws', 'throw', 1, /ivrun: rank 2 aborted the job: uncaught Error: deliberate failure inside a collective on rank 2/],
+    ['exits with code 3', 'exit', 3, /ivrun: rank 2 exited with code 3/],
+  ] as const)('ends the job when a rank %s inside a collective the others are blocked in', async (_what, how, code, named) => {
+    const r = await ivrun(['-n', '4', '--transport', transport, '--timeout', JOB_TIMEOUT_S, 'node', COLL, 'dies', how, '2'], {
+      timeoutMs: 55_000,
+    });
+    expect(r.stdout).toContain(`rank 2 dies now (${how})`);
+    expect(r.stderr).toMatch(named);
+    // Not the launcher's --timeout (124): the death itself ended the job.
+    expect(r.code).toBe(code);
+    expect(r.stdout).not.toContain('OK dies');
+    expect(r.leftovers).toEqual([]);
+  });
+});

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { AuthError, PeerLostError } from '../../runtime/errors.js';
 import type { Capabilities, Endpoint, OutgoingMessage, Transport, Upcalls } from '../transport.js';
 import { encodePrefix, FLAG_FIRST, FLAG_LAST, FrameReader, PREFIX_BYTES } from './framing.js';
-import { clientHandshake, serverHandshake } from './handshake.js';
+import { clientHandshake, HANDSHAKE_TIMEOUT_MS, serverHandshake } from './handshake.js';
 
 export interface TcpOptions {
   rank: number;
@@ -34,8 +34,14 @@ export class TcpTransport implements Transport {
   private readonly endpoints = new Map<number, TcpEndpoint>();
   private readonly incoming = new Set<net.Socket>();
   private peers: TcpPeerAddress[] = [];
-  /** Unknown until the launcher's start message: until then every connection is refused. */
+  /**
+   * Unknown until the launcher's start message. Ranks get that message at slightly different
+   * moments, so a peer may dial before this rank has it: such a connection waits for it
+   * (bounded by the handshake timeout) instead of being refused.
+   */
   secret: Buffer | undefined;
+  private joined!: () => void;
+  private readonly whenJoined = new Promise<void>((r) => (this.joined = r));
   private closed = false;
   /** Connections refused by the handshake (observable for tests and diagnostics). */
   refused = 0;
@@ -62,6 +68,7 @@ export class TcpTransport implements Transport {
   join(secret: Buffer, peers: TcpPeerAddress[]): void {
     this.secret = secret;
     this.peers = peers;
+    this.joined();
   }
 
   endpoint(peer: number): Endpoint {
@@ -85,11 +92,10 @@ export class TcpTransport implements Transport {
     sock.on('close', () => this.incoming.delete(sock));
     sock.on('error', () => {}); // reported through 'close' handling below
     const { rank } = this.opts;
-    const secret = this.secret;
     const who = `${sock.remoteAddress}:${sock.remotePort}`;
-    const handshake = secret
-      ? serverHandshake(sock, secret, rank, this.peers.length)
-      : Promise.reject(new Error('the job has not started yet'));
+    const handshake = withTimeout(this.whenJoined, HANDSHAKE_TIMEOUT_MS, 'the job did not start in time').then(() =>
+      serverHandshake(sock, this.secret!, rank, this.peers.length),
+    );
     handshake.then(
       ({ from, rest }) => this.serve(sock, from, rest),
       (err: Error) => {
@@ -156,6 +162,7 @@ class TcpEndpoint implements Endpoint {
   /** Frames written before the handshake finished, in order. */
   private backlog: Array<{ chunk: Uint8Array; done?: (err?: Error | null) => void }> = [];
   private failure: Error | undefined;
+  private backlogged = false;
   private readonly waiting = new Set<Pending>();
   private readonly frag: number;
 
@@ -302,12 +309,15 @@ class TcpEndpoint implements Endpoint {
     this.failure = this.lost(err);
     const pending = [...this.waiting];
     this.waiting.clear();
+    this.backlogged = this.backlog.length > 0;
     for (const b of this.backlog) b.done?.(this.failure);
     this.backlog = [];
     for (const p of pending) p.reject(this.failure);
     // Only an owed message makes this an error worth raising; an idle link to a peer that
-    // finished is just closed.
-    if (pending.length > 0 || (this.sock && this.sock.writableLength > 0)) this.t.opts.upcalls.fail(this.failure);
+    // finished is just closed. Owed means: a send still waiting, bytes still queued in the
+    // socket, or frames accepted before the handshake finished.
+    const owed = pending.length > 0 || this.backlogged || (this.sock !== undefined && this.sock.writableLength > 0);
+    if (owed) this.t.opts.upcalls.fail(this.failure);
   }
 
   /** Waits until everything accepted has reached the kernel, then half-closes. */
@@ -333,4 +343,15 @@ class TcpEndpoint implements Endpoint {
       }
     });
   }
+}
+
+function withTimeout(p: Promise<void>, ms: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(what)), ms);
+    t.unref();
+    p.then(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
 }

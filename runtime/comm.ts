@@ -83,7 +83,15 @@ export class Comm {
   // ---- receiving -----------------------------------------------------------------------
 
   /** Posts a receive on a context; resolves with the raw envelope (source still a world rank). */
-  protected post<T>(ctx: number, source: number, tag: number, opts: RecvOptions, map: (env: Envelope) => T, probe = false): Promise<T> {
+  protected post<T>(
+    ctx: number,
+    source: number,
+    tag: number,
+    opts: RecvOptions,
+    map: (env: Envelope) => T,
+    probe = false,
+    into?: Uint8Array,
+  ): Promise<T> {
     const engine = this.engine;
     if (engine.failed) return Promise.reject(engine.failed);
     const { signal } = opts;
@@ -100,8 +108,9 @@ export class Comm {
         tag: tag === ANY_TAG ? ANY : tag,
         seq: 0,
         done: false,
+        into,
         complete: (env) => {
-          engine.completions++;
+          engine.completed();
           finish();
           // Decoding here, not in a .then(), saves a promise per message.
           try {
@@ -165,22 +174,38 @@ export class Comm {
    * form) are copied in. A message larger than the buffer is consumed and rejected with
    * ERR_IVCOM_TRUNCATE.
    */
-  async recvInto(buffer: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Status> {
-    if (!ArrayBuffer.isView(buffer)) {
-      throw new InvalidArgTypeError(`rank ${this.rank}: recvInto needs a typed array, Buffer or DataView to fill`);
+  recvInto(buffer: ArrayBufferView, source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Status> {
+    let o: RecvOptions;
+    try {
+      if (!ArrayBuffer.isView(buffer)) {
+        throw new InvalidArgTypeError(`rank ${this.rank}: recvInto needs a typed array, Buffer or DataView to fill`);
+      }
+      o = this.checkRecv(source, tag, opts);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    const o = this.checkRecv(source, tag, opts);
-    const env = await this.post(this.ctx, source, tag, o, identity);
-    const n = env.payload.byteLength;
-    const from = this.local(env.source);
-    if (n > buffer.byteLength) {
-      throw new TruncateError(
-        `rank ${this.rank}: message from rank ${from} (tag ${env.tag}) is ${n} bytes but the buffer holds ${buffer.byteLength}; the message was consumed. Post a larger buffer, or probe() first to learn the size.`,
-        { rank: this.engine.rank, peer: env.source },
-      );
-    }
-    new Uint8Array(buffer.buffer, buffer.byteOffset, n).set(env.payload);
-    return { source: from, tag: env.tag, byteLength: n };
+    const view = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    return this.post(
+      this.ctx,
+      source,
+      tag,
+      o,
+      (env) => {
+        const n = env.payload.byteLength;
+        const from = this.local(env.source);
+        if (n > view.byteLength) {
+          throw new TruncateError(
+            `rank ${this.rank}: message from rank ${from} (tag ${env.tag}) is ${n} bytes but the buffer holds ${view.byteLength}; the message was consumed. Post a larger buffer, or probe() first to learn the size.`,
+            { rank: this.engine.rank, peer: env.source },
+          );
+        }
+        // A large message may have been assembled in the buffer already (placed by the transport).
+        if (env.payload.buffer !== view.buffer || env.payload.byteOffset !== view.byteOffset) view.set(env.payload);
+        return { source: from, tag: env.tag, byteLength: n };
+      },
+      false,
+      view,
+    );
   }
 
   async sendrecv<T = unknown>(
@@ -336,4 +361,3 @@ export class Comm {
 }
 
 let postSeq = 0;
-const identity = (env: Envelope) => env;

@@ -4,11 +4,14 @@
 
 import os from 'node:os';
 import type { PeerInfo, TransportMode } from '../transport/bootstrap/protocol.js';
-import type { Endpoint, IncomingMessage, OutgoingMessage, Transport, TransportName } from '../transport/transport.js';
+import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Transport, TransportName } from '../transport/transport.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
 import { IvcomError, StateError, TransportUnavailableError } from './errors.js';
-import { Matcher, type Envelope } from './match.js';
+import { Matcher, type Envelope, type Request } from './match.js';
+
+/** Longest run of back-to-back spins before the event loop gets a turn. */
+const FAIRNESS_NS = 2_000_000n;
 
 export interface EngineInit {
   rank: number;
@@ -42,6 +45,10 @@ export class Engine {
   private readonly memory: Transport[] = [];
   private spinScheduled = false;
   private spinBudgetNs: bigint;
+  private readonly spinMinNs: bigint;
+  private readonly spinMaxNs: bigint;
+  /** When the last spin gave up and the doorbells were armed (0n: not sleeping). */
+  private armedAt = 0n;
 
   constructor(init: EngineInit) {
     this.rank = init.rank;
@@ -57,8 +64,15 @@ export class Engine {
     // Spinning only pays while every rank has a core; oversubscribed, a spinning rank steals the
     // core its peer needs to answer, so yield to the kernel almost at once.
     const local = init.peers.filter((p) => p.node === init.peers[init.rank]?.node).length;
-    const spinUs = Number(process.env.IVCOM_SPIN_US ?? (local <= os.availableParallelism() ? 50 : 2));
-    this.spinBudgetNs = BigInt(Math.max(0, Math.round(spinUs * 1000)));
+    const roomy = local <= os.availableParallelism();
+    const fixed = process.env.IVCOM_SPIN_US;
+    const us = (x: number) => BigInt(Math.max(0, Math.round(x * 1000)));
+    this.spinBudgetNs = us(fixed !== undefined ? Number(fixed) : roomy ? 50 : 2);
+    // Adaptive: a wait that the doorbell ended soon after the spin gave up means the spin was
+    // just too short (e.g. the peer handles a window of messages before it answers): spin
+    // longer next time. A long sleep means the peer was really idle: spin less.
+    this.spinMinNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 20 : 1);
+    this.spinMaxNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 1000 : 20);
   }
 
   matcher(ctx: number): Matcher {
@@ -134,7 +148,27 @@ export class Engine {
   /** Upcall from transports. */
   readonly arrive = (m: IncomingMessage): void => {
     const env: Envelope = { source: m.source, tag: m.tag, codec: m.codec, payload: m.payload, seq: this.seq++ };
+    const claimed = this.claims.size > 0 ? this.claims.get(m.payload) : undefined;
+    if (claimed !== undefined) {
+      this.claims.delete(m.payload);
+      claimed.done = true;
+      claimed.complete(env);
+      return;
+    }
     this.matcher(m.ctx).arrive(env);
+  };
+
+  /** Receives taken by a message still arriving, keyed by the view the transport fills. */
+  private readonly claims = new Map<Uint8Array, Request>();
+
+  /** Upcall from transports: place a large message straight into a posted recvInto buffer. */
+  readonly allocate = (h: DestinationRequest): Uint8Array | undefined => {
+    const req = this.matchers.get(h.ctx)?.claim(h.source, h.tag, h.byteLength);
+    if (req === undefined) return undefined;
+    const into = req.into!;
+    const dest = into.byteLength === h.byteLength ? into : into.subarray(0, h.byteLength);
+    this.claims.set(dest, req);
+    return dest;
   };
 
   /**
@@ -147,6 +181,13 @@ export class Engine {
     if (this.failure) return;
     this.failure = err;
     let told = false;
+    const claimed = [...this.claims.values()];
+    this.claims.clear();
+    for (const r of claimed) {
+      r.done = true;
+      (r as { fail?: (e: Error) => void }).fail?.(err);
+      told = true;
+    }
     for (const m of this.matchers.values()) {
       for (const r of m.drainPosted()) {
         (r as { fail?: (e: Error) => void }).fail?.(err);
@@ -196,13 +237,32 @@ export class Engine {
       for (let i = 0; ; i++) {
         let n = 0;
         for (const tr of t) n += tr.poll!();
-        // Stop once a receive completed and the rings are drained (a burst is taken whole, so
-        // a window of messages costs one spin, not one wake-up each), or when the budget is spent.
+        // Stop once a receive completed and the rings are drained (a burst is taken whole), or
+        // when the budget is spent without any progress.
         if (n === 0 && (this.completions !== start || ((i & 15) === 15 && process.hrtime.bigint() >= deadline))) break;
       }
     }
-    if (this.completions === start) this.arm();
-    else if (!this.armScheduled) {
+    if (this.completions === start) {
+      this.streak = 0;
+      if (this.holds > 0) this.armedAt = process.hrtime.bigint();
+      this.arm();
+      return;
+    }
+    if (this.holds > 0) {
+      // Progress, and receives still pending (a window of them, say): spin again once the
+      // continuations just released have run, instead of falling back to doorbells. Every few
+      // milliseconds of this, let the event loop turn once (timers, I/O: fairness).
+      this.spinScheduled = true;
+      if (this.streak === 0) this.streakStart = process.hrtime.bigint();
+      if (++this.streak < 64 || process.hrtime.bigint() - this.streakStart < FAIRNESS_NS) queueMicrotask(this.spin);
+      else {
+        this.streak = 0;
+        setImmediate(this.spin);
+      }
+      return;
+    }
+    this.streak = 0;
+    if (!this.armScheduled) {
       // The spin paid off. Arming now would make the peer ring (a syscall) for a reply this
       // rank will most likely spin for again; arm only once the program stops posting receives
       // back to back (the check phase runs after every microtask has drained).
@@ -210,6 +270,9 @@ export class Engine {
       setImmediate(this.deferredArm).unref();
     }
   };
+
+  private streak = 0;
+  private streakStart = 0n;
 
   private armScheduled = false;
   private readonly deferredArm = (): void => {
@@ -220,6 +283,17 @@ export class Engine {
   /** Before the event loop may sleep: doorbells armed, and one last look so nothing is missed. */
   private arm(): void {
     for (const tr of this.memory) tr.idle?.();
+  }
+
+  /** A receive completed: if it ended a sleep, tune the spin budget by how long the sleep was. */
+  completed(): void {
+    this.completions++;
+    if (this.armedAt === 0n) return;
+    const slept = process.hrtime.bigint() - this.armedAt;
+    this.armedAt = 0n;
+    const b = this.spinBudgetNs;
+    if (slept < 4n * b) this.spinBudgetNs = b * 2n < this.spinMaxNs ? b * 2n : this.spinMaxNs;
+    else if (slept > 64n * b) this.spinBudgetNs = b / 2n > this.spinMinNs ? b / 2n : this.spinMinNs;
   }
 
   /** Bumped whenever a posted receive or probe completes; the spin stops on a change. */

@@ -48,9 +48,10 @@ async function start(): Promise<Comm> {
     });
     // Nothing can arrive before the engine exists: peers learn this rank's address only from
     // the launcher's start message, which comes after the engine is built below.
-    const upcalls = {
-      deliver: (m: Parameters<Engine['arrive']>[0]) => engine!.arrive(m),
-      fail: (e: Error) => engine!.fail(e),
+    const upcalls: Upcalls = {
+      deliver: (m) => engine!.arrive(m),
+      fail: (e) => engine!.fail(e),
+      allocate: (h) => engine!.allocate(h),
     };
     const host = process.env.IVCOM_HOST ?? '127.0.0.1';
     const tcp = new TcpTransport({ rank, upcalls, host });
@@ -91,7 +92,14 @@ async function sharedMemory(
     return undefined; // transportTo reports tcp; a forced --transport ivcom fails on first use
   }
   const grants = new mods.client.GrantClient(Number(fdText), info.size, (peer) => bootstrap.send({ op: 'grant', peer }), upcalls.fail);
-  return new mods.ivcom.IvcomTransport({ rank, grants, upcalls, kmod: mods.kmod, ringBytes: info.ringBytes });
+  return new mods.ivcom.IvcomTransport({
+    rank,
+    grants,
+    upcalls,
+    kmod: mods.kmod,
+    ringBytes: info.ringBytes,
+    allocate: (h) => upcalls.allocate!(h),
+  });
 }
 
 /** Flushes outstanding sends, closes every channel and leaves the job. Idempotent. */

@@ -22,6 +22,10 @@ export interface Request {
   seq: number;
   /** Set once matched or cancelled; a finished request never matches again. */
   done: boolean;
+  /** Memory the message may be assembled in directly (recvInto). */
+  into?: Uint8Array;
+  /** Taken by a message whose bytes are still arriving (see Matcher.claim). */
+  claimed?: boolean;
   complete(env: Envelope): void;
 }
 
@@ -202,9 +206,29 @@ export class Matcher {
     } else this.probes.push(req);
   }
 
+  /**
+   * A large message from `source` with `tag` has started to arrive. If the receive it is bound
+   * to match is already posted with a buffer that fits, take that receive now (so the transport
+   * can write straight into its buffer) and return it. Only when the choice cannot change by
+   * the time the message completes: an exact (source, tag) receive, the oldest one, with no
+   * older wildcard receive that would take the message instead.
+   */
+  claim(source: number, tag: number, byteLength: number): Request | undefined {
+    const q = this.posted.queue(source, tag);
+    const head = q?.peek();
+    if (head === undefined || head.into === undefined || head.into.byteLength < byteLength) return undefined;
+    for (const [s, t] of [[ANY, tag], [source, ANY], [ANY, ANY]] as const) {
+      const w = this.posted.queue(s, t)?.peek();
+      if (w !== undefined && w.seq < head.seq) return undefined;
+    }
+    this.posted.shiftFrom(q!, source, tag);
+    head.claimed = true;
+    return head;
+  }
+
   /** Withdraws a receive or probe that has not matched yet. */
   cancel(req: Request): boolean {
-    if (req.done) return false;
+    if (req.done || req.claimed) return false;
     req.done = true;
     const i = this.probes.indexOf(req);
     if (i >= 0) {

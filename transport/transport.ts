@@ -50,9 +50,21 @@ export interface Endpoint {
   send(msg: OutgoingMessage): Promise<void> | undefined;
 }
 
+/** What a receiver is told about a message when its first bytes arrive (already bounds-checked). */
+export interface DestinationRequest extends MessageHeader {
+  byteLength: number;
+}
+
 /** What a transport calls back into. Set once, before any endpoint is opened. */
 export interface Upcalls {
   deliver(msg: IncomingMessage): void;
+  /**
+   * Optional: when a large message starts, the receiver may name the memory to assemble it in
+   * (a buffer a receive has already posted), saving a copy and fresh pages. Exactly
+   * `byteLength` bytes, or undefined to let the transport allocate. The delivered payload is
+   * then that very view.
+   */
+  allocate?(h: DestinationRequest): Uint8Array | undefined;
   /** A channel failed (peer gone, corrupt ring, bad handshake on an established peer). */
   fail(err: Error): void;
 }

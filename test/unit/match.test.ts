@@ -88,4 +88,22 @@ describe('Matcher', () => {
     const seqs = got.slice(N / 4).map((e) => e.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
   });
+
+  it('lets a starting large message claim an exact receive with a buffer, unless an older wildcard would take it', () => {
+    const m = new Matcher();
+    const got: Envelope[] = [];
+    const r = { ...req(1, 4, got), into: new Uint8Array(100) };
+    m.post(r);
+    expect(m.claim(1, 4, 101)).toBeUndefined(); // does not fit
+    expect(m.claim(1, 5, 10)).toBeUndefined(); // other tag
+    expect(m.claim(1, 4, 100)).toBe(r);
+    expect(r.claimed).toBe(true);
+    expect(m.cancel(r)).toBe(false); // its bytes are already arriving
+    m.arrive(env(1, 4));
+    expect(got).toHaveLength(0); // claimed requests are completed by the engine, not by matching
+    const older = req(ANY, 6, got);
+    m.post(older);
+    m.post({ ...req(2, 6, got), into: new Uint8Array(100) });
+    expect(m.claim(2, 6, 50)).toBeUndefined();
+  });
 });

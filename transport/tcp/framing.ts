@@ -8,6 +8,8 @@ import type { IncomingMessage } from '../transport.js';
 export const PREFIX_BYTES = 4 + HEADER_BYTES;
 export const FLAG_FIRST = 1;
 export const FLAG_LAST = 2;
+/** Messages above this size may be assembled in a posted receive's buffer. */
+const PLACE_MIN = 4096;
 
 export function encodePrefix(buf: Uint8Array, off: number, fragBytes: number, h: FrameHeader): void {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -21,6 +23,8 @@ export interface ReaderLimits {
   /** Largest message the receiver is willing to allocate. */
   maxMessage: number;
   maxFragment: number;
+  /** Where to assemble a message larger than one frame's worth (see Upcalls.allocate). */
+  allocate?: (h: FrameHeader) => Uint8Array | undefined;
 }
 
 /**
@@ -92,7 +96,8 @@ export class FrameReader {
     if (first !== (this.cur === undefined)) throw new Error('fragment out of sequence');
     if (first) {
       this.cur = h;
-      this.dest = new Uint8Array(h.byteLength);
+      const placed = h.byteLength > PLACE_MIN ? this.limits.allocate?.(h) : undefined;
+      this.dest = placed !== undefined && placed.byteLength === h.byteLength ? placed : new Uint8Array(h.byteLength);
       this.destOff = 0;
     } else {
       const c = this.cur!;

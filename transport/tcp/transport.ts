@@ -5,7 +5,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import net from 'node:net';
 import { AuthError, PeerLostError } from '../../runtime/errors.js';
-import type { Capabilities, Endpoint, OutgoingMessage, Transport, Upcalls } from '../transport.js';
+import type { Capabilities, DestinationRequest, Endpoint, OutgoingMessage, Transport, Upcalls } from '../transport.js';
 import { encodePrefix, FLAG_FIRST, FLAG_LAST, FrameReader, PREFIX_BYTES } from './framing.js';
 import { clientHandshake, HANDSHAKE_TIMEOUT_MS, serverHandshake } from './handshake.js';
 
@@ -111,7 +111,9 @@ export class TcpTransport implements Transport {
 
   private serve(sock: net.Socket, from: number, rest: Buffer): void {
     const maxMessage = bufferConstants.MAX_LENGTH;
-    const reader = new FrameReader({ peer: from, maxMessage, maxFragment: this.caps.maxFrame }, (m) => this.opts.upcalls.deliver(m));
+    const upcalls = this.opts.upcalls;
+    const allocate = upcalls.allocate ? (h: DestinationRequest) => upcalls.allocate!(h) : undefined;
+    const reader = new FrameReader({ peer: from, maxMessage, maxFragment: this.caps.maxFrame, allocate }, (m) => upcalls.deliver(m));
     const onData = (chunk: Buffer) => {
       try {
         reader.feed(chunk);

@@ -253,10 +253,8 @@ export class Job {
   }
 
   private async finish(): Promise<void> {
-    // Output of a rank may still be in its pipes; wait for it, but not for grandchildren that
-    // keep a pipe open forever.
-    await Promise.race([Promise.all(this.ranks.map((r) => r.streams)), new Promise((r) => setTimeout(r, 1000).unref())]);
-    // The process group of every rank is gone too: leftovers (a rank's own children) are killed.
+    // Every rank has exited. Whatever is left in a rank's process group (its own children) goes
+    // now: nothing outlives the job, and nothing else then holds the output pipes open.
     for (const r of this.ranks) {
       try {
         if (r.child.pid !== undefined) process.kill(-r.child.pid, 'SIGKILL');
@@ -264,6 +262,9 @@ export class Job {
         // no group left: the normal case
       }
     }
+    // Then forward every last line. The pipes close as soon as the kernel has reaped those
+    // processes; the cap only guards against a descendant that left the group (setsid).
+    await Promise.race([Promise.all(this.ranks.map((r) => r.streams)), new Promise((r) => setTimeout(r, 10_000).unref())]);
     clearTimeout(this.killTimer);
     clearTimeout(this.timeoutTimer);
     this.grants?.close();

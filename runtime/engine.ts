@@ -10,6 +10,9 @@ import { BootstrapClient } from './bootstrap.js';
 import { IvcomError, StateError, TransportUnavailableError } from './errors.js';
 import { Matcher, type Envelope, type Request } from './match.js';
 
+/** Every completed-at-once send returns this one settled promise: no allocation per message. */
+const RESOLVED = Promise.resolve();
+
 /** Longest run of back-to-back spins before the event loop gets a turn. */
 const FAIRNESS_NS = 2_000_000n;
 
@@ -133,7 +136,7 @@ export class Engine {
     }
     const msg: OutgoingMessage = { ctx, source: this.rank, tag, codec, parts: [bytes], byteLength: bytes.byteLength };
     const p = ep.send(msg);
-    if (p === undefined) return Promise.resolve();
+    if (p === undefined) return RESOLVED;
     this.hold();
     const tracked = p.finally(() => {
       this.pendingSends.delete(tracked);
@@ -210,12 +213,30 @@ export class Engine {
 
   /** Keeps the event loop alive while an operation is pending. */
   hold(): void {
-    if (this.holds++ === 0) this.keepAlive.ref();
+    if (this.holds++ === 0 && !this.refd) {
+      this.refd = true;
+      this.keepAlive.ref();
+    }
   }
 
   release(): void {
-    if (--this.holds === 0) this.keepAlive.unref();
+    // Unref lazily: a ping-pong goes 0 → 1 → 0 pending per message, and each ref()/unref() is
+    // a call into the timer binding. The check phase runs only once the microtasks have drained.
+    if (--this.holds === 0 && !this.unrefScheduled) {
+      this.unrefScheduled = true;
+      setImmediate(this.maybeUnref).unref();
+    }
   }
+
+  private refd = false;
+  private unrefScheduled = false;
+  private readonly maybeUnref = (): void => {
+    this.unrefScheduled = false;
+    if (this.holds === 0 && this.refd) {
+      this.refd = false;
+      this.keepAlive.unref();
+    }
+  };
 
   /**
    * Called after posting a receive that did not complete at once: spin on the memory

@@ -155,11 +155,13 @@ export class Matcher {
 
   /** A message arrived: hand it to the oldest posted receive that fits, else queue it. */
   arrive(env: Envelope): void {
-    // Four patterns can match (source|ANY) × (tag|ANY); the oldest posted one wins.
+    // Four patterns can match (source|ANY) × (tag|ANY); the oldest posted one wins. Without
+    // posted wildcards (the common case) only the exact queue can.
     let best: Request | undefined;
     let bs = 0;
     let bt = 0;
-    for (let i = 0; i < 4; i++) {
+    const patterns = this.wildcards === 0 ? 1 : 4;
+    for (let i = 0; i < patterns; i++) {
       const s = i & 1 ? ANY : env.source;
       const t = i & 2 ? ANY : env.tag;
       const h = this.posted.queue(s, t)?.peek();
@@ -171,6 +173,7 @@ export class Matcher {
     }
     if (best !== undefined) {
       this.posted.shiftFrom(this.posted.queue(bs, bt)!, bs, bt);
+      if (bs === ANY || bt === ANY) this.wildcards--;
       best.done = true;
       best.complete(env);
       return;
@@ -189,7 +192,11 @@ export class Matcher {
       return;
     }
     this.posted.push(req.source, req.tag, req);
+    if (req.source === ANY || req.tag === ANY) this.wildcards++;
   }
+
+  /** Posted receives with ANY_SOURCE or ANY_TAG still waiting. */
+  private wildcards = 0;
 
   /** The message a receive posted now would take, left queued. */
   peek(source: number, tag: number): Envelope | undefined {
@@ -235,7 +242,9 @@ export class Matcher {
       this.probes.splice(i, 1);
       return true;
     }
-    return this.posted.remove(req.source, req.tag, req);
+    const removed = this.posted.remove(req.source, req.tag, req);
+    if (removed && (req.source === ANY || req.tag === ANY)) this.wildcards--;
+    return removed;
   }
 
   /** Every posted receive and probe, for failing them all when the communicator breaks. */

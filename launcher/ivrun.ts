@@ -118,6 +118,9 @@ async function main(): Promise<void> {
   process.stdout.on('error', () => {});
   job.start();
   process.exitCode = await job.done;
+  // process.exit() drops whatever is still queued for a slow reader of our stdout: let the
+  // forwarded output reach it first.
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((r) => s.write('', () => r()))));
   process.exit();
 }
 

@@ -88,6 +88,13 @@ describe('ivrun', () => {
     for (const l of lines) expect(l).toMatch(/^\[(\d)\] line \1 \d+ x{200} end$/);
   });
 
+  it('delivers all output to a slow reader before exiting', async () => {
+    const { spawnSync } = await import('node:child_process');
+    // The reader starts only after the job is over: ivrun must wait for its pipe to drain.
+    const r = spawnSync('bash', ['-c', `node ${IVRUN} -n 3 --tag-output node ${P2P} lines | (sleep 2; grep -c ' line ')`], { encoding: 'utf8' });
+    expect(r.stdout.trim()).toBe('900');
+  });
+
   it('exports variables with -x and exits 0 only when every rank does', async () => {
     const r = await ivrun(['-n', '2', '-x', 'FOO=bar baz', '-x', 'PATH', 'node', '-e', 'console.log(`v=${process.env.FOO} r=${process.env.IVCOM_RANK}`)']);
     expect(r.code).toBe(0);

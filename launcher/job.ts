@@ -57,6 +57,8 @@ interface RankState {
 }
 
 const SETPRIV = '/usr/bin/setpriv';
+/** How long a rank that only lost a peer waits for that peer's own failure to be reported. */
+const SECONDARY_GRACE_MS = 250;
 
 export class Job {
   private readonly ranks: RankState[] = [];
@@ -169,10 +171,19 @@ export class Job {
           this.fail(st, 'asked for a shared-memory channel but this ivrun has no grant broker', 1);
         } else this.grants.request(st.rank, m.peer);
         return;
-      case 'abort':
+      case 'abort': {
         st.abortReason = m.reason;
-        this.fail(st, `aborted the job: ${m.reason}`, Number.isInteger(m.code) && m.code > 0 && m.code < 256 ? m.code : 1);
+        const code = Number.isInteger(m.code) && m.code > 0 && m.code < 256 ? m.code : 1;
+        const lost = this.ranks[m.lostPeer ?? -1];
+        if (lost !== undefined && lost !== st && !this.tearingDown) {
+          // A consequence, not a cause: this rank lost `lost`, whose own exit is about to be
+          // reported. Give that a moment to arrive so the job is blamed on the right rank.
+          setTimeout(() => this.fail(st, `aborted the job: ${m.reason}`, code), SECONDARY_GRACE_MS).unref();
+          return;
+        }
+        this.fail(st, `aborted the job: ${m.reason}`, code);
         return;
+      }
       case 'finalize':
         st.finalized = true;
         return;

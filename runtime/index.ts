@@ -44,7 +44,13 @@ async function start(): Promise<Comm> {
     // end the job at once and name the cause.
     process.on('uncaughtExceptionMonitor', (err) => {
       BootstrapClient.leaving = true;
-      bootstrap.sendNow({ op: 'abort', code: 1, reason: `uncaught ${err?.name ?? 'error'}: ${err?.message ?? String(err)}` });
+      const e = err as { code?: string; peer?: number } | undefined;
+      bootstrap.sendNow({
+        op: 'abort',
+        code: 1,
+        reason: `uncaught ${err?.name ?? 'error'}: ${err?.message ?? String(err)}`,
+        lostPeer: e?.code === 'ERR_IVCOM_PEER_LOST' && typeof e.peer === 'number' ? e.peer : undefined,
+      });
     });
     // Nothing can arrive before the engine exists: peers learn this rank's address only from
     // the launcher's start message, which comes after the engine is built below.

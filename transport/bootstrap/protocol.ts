@@ -24,7 +24,8 @@ export type TransportMode = 'auto' | 'tcp' | 'ivcom';
 export type RankMessage =
   | { op: 'hello'; rank: number; pid: number; host: string; port: number }
   | { op: 'grant'; peer: number }
-  | { op: 'abort'; code: number; reason: string }
+  /** `lostPeer`: the rank failed because that peer vanished, so that peer's own end is the cause. */
+  | { op: 'abort'; code: number; reason: string; lostPeer?: number }
   | { op: 'finalize' };
 
 /** ivrun → rank. */

@@ -65,6 +65,7 @@ interface Addon {
   eventfdCreate(): number;
   doorbellRing(fd: number): void;
   doorbellDrain(fd: number): number;
+  cpuYield(): void;
   FdWatcher: FdWatcherConstructor;
 }
 
@@ -117,5 +118,7 @@ export const eventfdCreate: () => number = addon.eventfdCreate;
 export const doorbellRing: (fd: number) => void = addon.doorbellRing;
 /** Reads and resets the counter: the number of rings since the last drain, 0 if none. */
 export const doorbellDrain: (fd: number) => number = addon.doorbellDrain;
+/** sched_yield(): lets another runnable thread have this CPU (polling with more ranks than cores). */
+export const cpuYield: () => void = addon.cpuYield;
 export const FdWatcher: FdWatcherConstructor = addon.FdWatcher;
 

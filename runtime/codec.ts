@@ -86,10 +86,17 @@ export function encode(value: unknown): Encoded {
     // A Uint8Array is already the view we need; taking `.buffer` of a small (on-heap) typed
     // array would make V8 move it off-heap, a cost on every send.
     if (Object.getPrototypeOf(value) === Uint8Array.prototype) return { codec: Codec.Uint8, bytes: value as Uint8Array };
+    const codec = CODEC_OF.get(Object.getPrototypeOf(value));
+    if (codec !== undefined && value.byteLength <= ON_HEAP_MAX) {
+      // Same reason: a small typed array is copied element-wise through the aligned scratch
+      // instead of having its buffer materialized (the transport copies it anyway).
+      const view = scratchOf(codec) as unknown as { set(a: ArrayLike<unknown>): void };
+      view.set(value as unknown as ArrayLike<unknown>);
+      return { codec, bytes: scratchU8.slice(0, value.byteLength) };
+    }
     const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
     if (Buffer.isBuffer(value)) return { codec: Codec.Buffer, bytes };
     if (value instanceof DataView) return { codec: Codec.DataView, bytes };
-    const codec = CODEC_OF.get(Object.getPrototypeOf(value));
     if (codec !== undefined) return { codec, bytes };
     // A typed-array subclass or a kind this Node does not list: keep its contents via msgpackr.
   } else if (value instanceof ArrayBuffer) {

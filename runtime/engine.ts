@@ -48,6 +48,7 @@ export class Engine {
   private readonly memory: Transport[] = [];
   private spinScheduled = false;
   private spinBudgetNs: bigint;
+  private readonly crowded: boolean;
   private readonly spinMinNs: bigint;
   private readonly spinMaxNs: bigint;
   /** When the last spin gave up and the doorbells were armed (0n: not sleeping). */
@@ -70,12 +71,15 @@ export class Engine {
     const roomy = local <= os.availableParallelism();
     const fixed = process.env.IVCOM_SPIN_US;
     const us = (x: number) => BigInt(Math.max(0, Math.round(x * 1000)));
-    this.spinBudgetNs = us(fixed !== undefined ? Number(fixed) : roomy ? 50 : 2);
+    // Crowded (more local ranks than cores): poll with a yield between polls, so the peer gets
+    // the core, and for longer (its turn may take a scheduler slice).
+    this.crowded = !roomy;
+    this.spinBudgetNs = us(fixed !== undefined ? Number(fixed) : roomy ? 50 : 200);
     // Adaptive: a wait that the doorbell ended soon after the spin gave up means the spin was
     // just too short (e.g. the peer handles a window of messages before it answers): spin
     // longer next time. A long sleep means the peer was really idle: spin less.
-    this.spinMinNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 20 : 1);
-    this.spinMaxNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 1000 : 20);
+    this.spinMinNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 20 : 50);
+    this.spinMaxNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 1000 : 2000);
   }
 
   matcher(ctx: number): Matcher {
@@ -255,9 +259,11 @@ export class Engine {
     const start = this.completions;
     if (this.holds > 0) {
       const deadline = process.hrtime.bigint() + this.spinBudgetNs;
+      const relax = this.crowded;
       for (let i = 0; ; i++) {
         let n = 0;
         for (const tr of t) n += tr.poll!();
+        if (relax && n === 0) for (const tr of t) tr.relax?.();
         // Stop once a receive completed and the rings are drained (a burst is taken whole), or
         // when the budget is spent without any progress.
         if (n === 0 && (this.completions !== start || ((i & 15) === 15 && process.hrtime.bigint() >= deadline))) break;

@@ -83,6 +83,11 @@ export interface Transport {
    * the doorbell (so the peer rings on its next send), re-check once, deliver what is there.
    */
   idle?(): void;
+  /**
+   * Memory transports only: give the CPU away for a moment between polls (when ranks outnumber
+   * cores, the peer this rank waits for may need this very core).
+   */
+  relax?(): void;
   /** Flush what was accepted, then release every resource. Idempotent. */
   close(): Promise<void>;
 }

@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { closeFd, doorbellDrain, doorbellRing, eventfdCreate, FdWatcher } from '../../kmod/index.js';
+import { closeFd, cpuYield, doorbellDrain, doorbellRing, eventfdCreate, FdWatcher } from '../../kmod/index.js';
 import { expectNativeError, fixture, runChild, sleep, waitForOutput } from './helpers.js';
 
 describe('doorbells', () => {
+  it('cpuYield returns at once when nothing else wants the CPU', () => {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 1000; i++) cpuYield();
+    expect(cpuYield()).toBeUndefined();
+    expect(process.hrtime.bigint() - t0).toBeGreaterThan(0n);
+  });
+
   it('counts rings and drains to zero; saturation is not an error', () => {
     const fd = eventfdCreate();
     try {

@@ -11,7 +11,7 @@ describe('codec', () => {
   it('sends typed arrays as raw views of the caller memory (zero-copy) and rebuilds the same type', () => {
     const kinds = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array];
     for (const K of kinds) {
-      const a = new K(new ArrayBuffer(64), 8, 4);
+      const a = new K(new ArrayBuffer(1024), 8, 100);
       a.fill(3);
       const e = encode(a);
       expect(e.bytes.buffer).toBe(a.buffer);
@@ -21,6 +21,11 @@ describe('codec', () => {
       expect(isDeepStrictEqual(b, a)).toBe(true);
     }
     expect(roundTrip(new BigInt64Array([-5n]))).toEqual(new BigInt64Array([-5n]));
+    // Small ones (≤ 64 bytes, kept on V8's heap) are copied instead, which is cheaper there.
+    const small = new Float32Array([1.5, -2]);
+    const es = encode(small);
+    expect(es.bytes.buffer).not.toBe(small.buffer);
+    expect(roundTrip(small)).toEqual(small);
     expect(encode(Buffer.from('x')).codec).toBe(Codec.Buffer);
     expect(Buffer.isBuffer(roundTrip(Buffer.from('xy')))).toBe(true);
   });

@@ -37,6 +37,8 @@ export interface KmodLike {
   doorbellRing(fd: number): void;
   doorbellDrain(fd: number): number;
   FdWatcher: new (fd: number, onReadable: () => void) => FdWatcherLike;
+  /** sched_yield(); optional so that fakes in tests need not provide it. */
+  cpuYield?(): void;
   /** Closes an fd; when absent, node:fs closeSync is used. */
   closeFd?(fd: number): void;
 }
@@ -159,6 +161,10 @@ export class IvcomTransport implements Transport {
     let n = 0;
     for (let i = 0; i < chs.length; i++) n += chs[i]!.poll();
     return n;
+  }
+
+  relax(): void {
+    this.kmod.cpuYield?.();
   }
 
   idle(): void {

@@ -265,6 +265,25 @@ export class Comm {
         send: (data, dest, tag) => this.sendOn(cctx, data, dest, tag),
         recv: (source, tag) => this.recvOn(cctx, source, tag),
         hostOf: (r) => peers[this.world(r)]!.node,
+        recvInto: (into, source, tag) => {
+          const view = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+          return this.post(
+            cctx,
+            source,
+            tag,
+            {},
+            (env) => {
+              const n = env.payload.byteLength;
+              // A piece that does not fit is a mismatch the caller reports; copy nothing then.
+              if (n <= view.byteLength && (env.payload.buffer !== view.buffer || env.payload.byteOffset !== view.byteOffset)) {
+                view.set(env.payload);
+              }
+              return { byteLength: n, codec: env.codec };
+            },
+            false,
+            view,
+          );
+        },
       };
     }
     return this.portCache;

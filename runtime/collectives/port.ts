@@ -17,4 +17,10 @@ export interface CollPort {
   recv(source: number, tag: number): Promise<unknown>;
   /** Host index of a communicator rank, for hierarchical algorithms (same number = same host). */
   hostOf(rank: number): number;
+  /**
+   * Optional: receives the next message from `source` with `tag` into `into` (its raw bytes),
+   * resolving to the message's size and codec. Large messages may then land directly in `into`
+   * (no fresh pages, no extra copy). Ports without it are served by recv().
+   */
+  recvInto?(into: ArrayBufferView, source: number, tag: number): Promise<{ byteLength: number; codec: number }>;
 }

@@ -7,6 +7,7 @@
 // order and receives from its left neighbour in the same order, so MPI's non-overtaking rule
 // matches them up.
 
+import { encode } from '../codec.js';
 import { CollectiveMismatchError } from '../errors.js';
 import type { CollPort } from './port.js';
 import { describe, typedKind, type AnyTypedArray } from './op.js';
@@ -45,19 +46,34 @@ function checkPiece(r: RingSpec, buf: AnyTypedArray, v: unknown, len: number, wh
 }
 
 /**
- * Receives the pieces listed in `expect` from the left neighbour, in order, with PREFETCH
- * receives posted ahead, calling `each(index, value)` on each.
+ * Receives `count` pieces from the left neighbour, in order, with PREFETCH receives posted
+ * ahead, calling `each(index, value)` on each. When the port can receive into memory,
+ * `target(i, slot)` names where piece i goes (slot: which of the PREFETCH+1 in-flight receives),
+ * and `value` is that very view, checked to hold `len(i)` elements of `kindOf`'s codec.
  */
 async function receiveAll(
   r: RingSpec,
   count: number,
   each: (i: number, v: unknown) => void,
+  into?: { target: (i: number, slot: number) => AnyTypedArray; codec: number },
 ): Promise<void> {
   const posted: Promise<unknown>[] = [];
   let next = 0;
+  const recvInto = into !== undefined ? r.p.recvInto : undefined;
   const post = (): void => {
     while (next < count && posted.length < PREFETCH + 1) {
-      posted.push(handled(r.p.recv(r.left, r.tag)));
+      if (recvInto !== undefined) {
+        const i = next;
+        const view = into!.target(i, i % (PREFETCH + 1));
+        posted.push(
+          handled(
+            recvInto(view, r.left, r.tag).then((st) =>
+              // A piece of another kind or length is reported like a mismatched value would be.
+              st.codec === into!.codec && st.byteLength === view.byteLength ? view : { kind: st.codec, byteLength: st.byteLength },
+            ),
+          ),
+        );
+      } else posted.push(handled(r.p.recv(r.left, r.tag)));
       next++;
     }
   };
@@ -66,6 +82,11 @@ async function receiveAll(
     const v = await posted.shift()!;
     each(i, v);
   }
+}
+
+/** The codec number a typed array travels with. */
+function codecOf(buf: AnyTypedArray): number {
+  return encode(buf.subarray(0, 0)).codec;
 }
 
 /**
@@ -87,12 +108,25 @@ export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kern
       plan.push([s, e, step < size - 2]);
     }
   }
-  await receiveAll(r, plan.length, (i, v) => {
-    const [s, e, forward] = plan[i]!;
-    const piece = checkPiece(r, buf, v, e - s, what);
-    k(buf, s, piece, 0, e - s);
-    if (forward) sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
-  });
+  // Pieces arrive in PREFETCH+1 rotating scratch buffers, reduced into `buf` from there.
+  const Ctor = buf.constructor as new (n: number) => AnyTypedArray;
+  const scratch: AnyTypedArray[] = [];
+  const target = (i: number, slot: number): AnyTypedArray => {
+    const [s, e] = plan[i]!;
+    scratch[slot] ??= Buffer.isBuffer(buf) ? Buffer.alloc(r.pieceElems) : new Ctor(r.pieceElems);
+    return scratch[slot]!.subarray(0, e - s) as AnyTypedArray;
+  };
+  await receiveAll(
+    r,
+    plan.length,
+    (i, v) => {
+      const [s, e, forward] = plan[i]!;
+      const piece = checkPiece(r, buf, v, e - s, what);
+      k(buf, s, piece, 0, e - s);
+      if (forward) sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+    },
+    { target, codec: codecOf(buf) },
+  );
   // The pieces we sent are views of `buf`: they must be out before anyone overwrites them.
   await sends.all();
 }
@@ -132,11 +166,19 @@ export async function ringAllgather(
       plan.push([s, e, step < size - 2 && !rightIsSource]);
     }
   }
-  await receiveAll(r, plan.length, (i, v) => {
-    const [s, e, forward] = plan[i]!;
-    const piece = checkPiece(r, buf, v, e - s, what);
-    (buf as Uint8Array).set(piece as Uint8Array, s);
-    if (forward) sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
-  });
+  // Pieces land in place: each receive targets its own slice of `buf`.
+  await receiveAll(
+    r,
+    plan.length,
+    (i, v) => {
+      const [s, e, forward] = plan[i]!;
+      const piece = checkPiece(r, buf, v, e - s, what);
+      if (piece.buffer !== buf.buffer || piece.byteOffset !== buf.byteOffset + s * buf.BYTES_PER_ELEMENT) {
+        (buf as Uint8Array).set(piece as Uint8Array, s);
+      }
+      if (forward) sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+    },
+    { target: (i) => buf.subarray(plan[i]![0], plan[i]![1]) as AnyTypedArray, codec: codecOf(buf) },
+  );
   await sends.all();
 }

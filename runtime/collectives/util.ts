@@ -134,6 +134,7 @@ export function subPort(p: CollPort, members: readonly number[]): CollPort {
     send: (data, dest, tag) => p.send(data, members[dest]!, tag),
     recv: (source, tag) => p.recv(members[source]!, tag),
     hostOf: (r) => p.hostOf(members[r]!),
+    recvInto: p.recvInto ? (into, source, tag) => p.recvInto!(into, members[source]!, tag) : undefined,
   };
 }
 

@@ -10,7 +10,7 @@
 import { encode } from '../codec.js';
 import { CollectiveMismatchError } from '../errors.js';
 import type { CollPort } from './port.js';
-import { describe, typedKind, type AnyTypedArray } from './op.js';
+import { allocKind, describe, typedKind, type AnyTypedArray } from './op.js';
 import { chunkStart, handled, mod, Pending, pieces } from './util.js';
 
 type Kernel = (a: AnyTypedArray, aOff: number, b: AnyTypedArray, bOff: number, n: number) => void;
@@ -109,11 +109,11 @@ export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kern
     }
   }
   // Pieces arrive in PREFETCH+1 rotating scratch buffers, reduced into `buf` from there.
-  const Ctor = buf.constructor as new (n: number) => AnyTypedArray;
+  const kind = typedKind(buf)!;
   const scratch: AnyTypedArray[] = [];
   const target = (i: number, slot: number): AnyTypedArray => {
     const [s, e] = plan[i]!;
-    scratch[slot] ??= Buffer.isBuffer(buf) ? Buffer.alloc(r.pieceElems) : new Ctor(r.pieceElems);
+    scratch[slot] ??= allocKind(kind, r.pieceElems);
     return scratch[slot]!.subarray(0, e - s) as AnyTypedArray;
   };
   await receiveAll(

@@ -184,7 +184,7 @@ export class Comm {
     } catch (e) {
       return Promise.reject(e);
     }
-    const view = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    const view = asBytes(buffer);
     return this.post(
       this.ctx,
       source,
@@ -199,8 +199,7 @@ export class Comm {
             { rank: this.engine.rank, peer: env.source },
           );
         }
-        // A large message may have been assembled in the buffer already (placed by the transport).
-        if (env.payload.buffer !== view.buffer || env.payload.byteOffset !== view.byteOffset) view.set(env.payload);
+        if (!placedIn(env.payload, view)) view.set(env.payload);
         return { source: from, tag: env.tag, byteLength: n };
       },
       false,
@@ -266,7 +265,7 @@ export class Comm {
         recv: (source, tag) => this.recvOn(cctx, source, tag),
         hostOf: (r) => peers[this.world(r)]!.node,
         recvInto: (into, source, tag) => {
-          const view = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+          const view = asBytes(into);
           return this.post(
             cctx,
             source,
@@ -275,9 +274,7 @@ export class Comm {
             (env) => {
               const n = env.payload.byteLength;
               // A piece that does not fit is a mismatch the caller reports; copy nothing then.
-              if (n <= view.byteLength && (env.payload.buffer !== view.buffer || env.payload.byteOffset !== view.byteOffset)) {
-                view.set(env.payload);
-              }
+              if (n <= view.byteLength && !placedIn(env.payload, view)) view.set(env.payload);
               return { byteLength: n, codec: env.codec };
             },
             false,
@@ -380,3 +377,17 @@ export class Comm {
 }
 
 let postSeq = 0;
+
+/**
+ * Whether a transport already assembled the payload right in `view` (Upcalls.allocate). Only
+ * large messages are placed; small payloads are V8 on-heap arrays whose `.buffer` would cost an
+ * allocation to read, so they are never looked at that way.
+ */
+/** The bytes of a view; a plain Uint8Array is its own (no `.buffer` read, no new view). */
+function asBytes(v: ArrayBufferView): Uint8Array {
+  return Object.getPrototypeOf(v) === Uint8Array.prototype ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function placedIn(payload: Uint8Array, view: Uint8Array): boolean {
+  return payload.byteLength > 64 && payload.buffer === view.buffer && payload.byteOffset === view.byteOffset;
+}

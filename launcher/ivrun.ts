@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { randomBytes } from 'node:crypto';
-import { isValidRingBytes, MAX_RING_BYTES, MIN_RING_BYTES } from '../transport/ivcom/layout.js';
+import { DEFAULT_RING_BYTES, isValidRingBytes, MAX_RING_BYTES, MIN_RING_BYTES } from '../transport/ivcom/layout.js';
 import { Job, type GrantBroker } from './job.js';
 import { makePlan } from './plan.js';
 
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     .option('x', { type: 'string', describe: 'Export an environment variable to the ranks: NAME (its current value) or NAME=VALUE; repeatable' })
     .option('tag-output', { type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
     .option('timeout', { type: 'number', describe: 'End the job (exit status 124) if it runs longer than this many seconds' })
-    .option('ring-bytes', { type: 'number', default: 1 << 20, describe: 'Bytes of each shared-memory ring (one per direction of a pair)' })
+    .option('ring-bytes', { type: 'number', default: DEFAULT_RING_BYTES, describe: 'Bytes of each shared-memory ring (one per direction of a pair)' })
     .option('hostfile', { type: 'string', describe: 'File naming other hosts to run ranks on (over ssh)' })
     .example('$0 -n 4 node app.js', '4 ranks on this host, one domain each')
     .example('$0 -n 8 --vms 2 node app.js', '2 co-resident domains of 4 ranks')

@@ -40,7 +40,10 @@ describe('ivcom transport', () => {
   });
 
   it('carries a 1 GiB message through a 1 MiB ring, checksummed both ways', async () => {
-    const r = await ivrun(['-n', '2', '--transport', 'ivcom', 'node', P2P, 'big'], { env: { BIG_MIB: '1024' }, timeoutMs: 120_000 });
+    const r = await ivrun(['-n', '2', '--transport', 'ivcom', '--ring-bytes', String(1 << 20), 'node', P2P, 'big'], {
+      env: { BIG_MIB: '1024' },
+      timeoutMs: 120_000,
+    });
     expect(r.stderr + r.stdout).toContain('OK big size=2 transport=ivcom');
     expect(r.code).toBe(0);
     expect(r.leftovers).toEqual([]);

@@ -69,11 +69,12 @@ export const MIN_RING_BYTES = 4096;
 /** 2^30: keeps (prod - cons) mod 2^32 unambiguous and every offset a small integer. */
 export const MAX_RING_BYTES = 1 << 30;
 /**
- * Default bytes per direction. 1 MiB: 4 MiB rings streamed no measurably faster in
- * apps/bench/ring-micro.ts (within the noise of this 2-vCPU machine), while a pair costs
- * 2 MiB + 4 KiB of shared memory and pairs grow as ranks² / 2.
+ * Default bytes per direction: 2 MiB (a pair costs 4 MiB + 4 KiB, and only pairs that talk have
+ * one). Measured between two processes through the public API (pingpong.js, recvInto), 4 MiB
+ * messages: ring 1 MiB 2.8-3.9 GB/s, 2 MiB 5.7-5.9, 4 MiB 5.0-6.4 GB/s; with 1 MiB too few
+ * chunks are in flight and the producer keeps waiting for space.
  */
-export const DEFAULT_RING_BYTES = 1 << 20;
+export const DEFAULT_RING_BYTES = 2 << 20;
 /**
  * Default largest payload per record (larger messages are pipelined in chunks of this size),
  * clamped to a quarter of the ring so that four chunks are in flight. Bigger chunks amortize the

@@ -15,7 +15,8 @@ import { makePair, makeSide, msg, pattern, rng, sameBytes, spinUntil } from './i
 describe('ivcom layout', () => {
   it('sizes segments and inverts the size', () => {
     expect(segmentBytes(4096)).toBe(CTRL_BYTES + 8192);
-    expect(segmentBytes(DEFAULT_RING_BYTES)).toBe(4096 + 2 * 1024 * 1024);
+    expect(segmentBytes(DEFAULT_RING_BYTES)).toBe(4096 + 2 * DEFAULT_RING_BYTES);
+    expect(segmentBytes(1 << 20)).toBe(4096 + 2 * 1024 * 1024);
     expect(ringBytesOfSegment(segmentBytes(1 << 16))).toBe(1 << 16);
     expect(ringBytesOfSegment(segmentBytes(1 << 16) + 8)).toBeUndefined();
     expect(() => segmentBytes(5000)).toThrow(RangeError);

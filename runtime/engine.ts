@@ -7,7 +7,7 @@ import type { PeerInfo, TransportMode } from '../transport/bootstrap/protocol.js
 import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Transport, TransportName } from '../transport/transport.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
-import { IvcomError, StateError, TransportUnavailableError } from './errors.js';
+import { StateError, TransportUnavailableError } from './errors.js';
 import { Matcher, type Envelope, type Request } from './match.js';
 
 /** Every completed-at-once send returns this one settled promise: no allocation per message. */
@@ -346,8 +346,4 @@ export class Engine {
     this.bootstrap?.sendNow({ op: 'abort', code, reason });
     process.exit(code);
   }
-}
-
-export function isIvcomError(e: unknown): e is IvcomError {
-  return e instanceof IvcomError;
 }

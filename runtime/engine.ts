@@ -88,13 +88,11 @@ export class Engine {
     return m;
   }
 
-  /** Which transport carries traffic to a world rank (the truth behind comm.transportTo). */
+  /**
+   * Which transport carries traffic to a world rank (the truth behind comm.transportTo), and the
+   * selection policy: self; ivcom for co-resident pairs; tcp otherwise; --transport overrides.
+   */
   transportName(peer: number): TransportName {
-    return this.choose(peer);
-  }
-
-  /** The selection policy: self; ivcom for co-resident pairs; tcp otherwise; --transport overrides. */
-  private choose(peer: number): TransportName {
     if (peer === this.rank) return 'self';
     const sameNode = this.peers[peer]!.node === this.peers[this.rank]!.node;
     if (this.mode === 'auto') return sameNode && this.ivcom ? 'ivcom' : 'tcp';
@@ -117,7 +115,7 @@ export class Engine {
   private route(peer: number): Endpoint | null {
     let ep = this.routes[peer];
     if (ep !== undefined) return ep;
-    const name = this.choose(peer);
+    const name = this.transportName(peer);
     if (name === 'self') ep = null;
     else if (name === 'ivcom') ep = this.ivcom!.endpoint(peer);
     else {

@@ -65,6 +65,12 @@ type Kind =
   | 'BigInt64Array'
   | 'BigUint64Array';
 
+const CTORS = [
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+  Float32Array, Float64Array, BigInt64Array, BigUint64Array,
+] as const;
+const CTOR_OF_KIND = new Map<string, new (length: number) => AnyTypedArray>(CTORS.map((c) => [c.name, c]));
+
 const KIND_OF_PROTO = new Map<unknown, Kind>([
   [Int8Array.prototype, 'Int8Array'],
   [Uint8Array.prototype, 'Uint8Array'],
@@ -118,34 +124,10 @@ export function allocLike<T extends AnyTypedArray>(like: T, length: number): T {
 }
 
 export function allocKind(kind: string, length: number): AnyTypedArray {
-  switch (kind) {
-    case 'Buffer':
-      return Buffer.alloc(length);
-    case 'Int8Array':
-      return new Int8Array(length);
-    case 'Uint8Array':
-      return new Uint8Array(length);
-    case 'Uint8ClampedArray':
-      return new Uint8ClampedArray(length);
-    case 'Int16Array':
-      return new Int16Array(length);
-    case 'Uint16Array':
-      return new Uint16Array(length);
-    case 'Int32Array':
-      return new Int32Array(length);
-    case 'Uint32Array':
-      return new Uint32Array(length);
-    case 'Float32Array':
-      return new Float32Array(length);
-    case 'Float64Array':
-      return new Float64Array(length);
-    case 'BigInt64Array':
-      return new BigInt64Array(length);
-    case 'BigUint64Array':
-      return new BigUint64Array(length);
-    default:
-      throw new CollectiveMismatchError(`unknown typed-array kind '${kind}' announced by a peer`);
-  }
+  if (kind === 'Buffer') return Buffer.alloc(length);
+  const ctor = CTOR_OF_KIND.get(kind);
+  if (ctor === undefined) throw new CollectiveMismatchError(`unknown typed-array kind '${kind}' announced by a peer`);
+  return new ctor(length);
 }
 
 /** A copy of a typed array, same kind (Buffer stays Buffer), never sharing memory. */

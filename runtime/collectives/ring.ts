@@ -10,7 +10,7 @@
 import { encode } from '../codec.js';
 import { CollectiveMismatchError } from '../errors.js';
 import type { CollPort } from './port.js';
-import { allocKind, describe, typedKind, type AnyTypedArray } from './op.js';
+import { allocLike, describe, typedKind, type AnyTypedArray } from './op.js';
 import { chunkStart, handled, mod, Pending, pieces } from './util.js';
 
 type Kernel = (a: AnyTypedArray, aOff: number, b: AnyTypedArray, bOff: number, n: number) => void;
@@ -109,11 +109,10 @@ export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kern
     }
   }
   // Pieces arrive in PREFETCH+1 rotating scratch buffers, reduced into `buf` from there.
-  const kind = typedKind(buf)!;
   const scratch: AnyTypedArray[] = [];
   const target = (i: number, slot: number): AnyTypedArray => {
     const [s, e] = plan[i]!;
-    scratch[slot] ??= allocKind(kind, r.pieceElems);
+    scratch[slot] ??= allocLike(buf, r.pieceElems);
     return scratch[slot]!.subarray(0, e - s) as AnyTypedArray;
   };
   await receiveAll(

@@ -16,6 +16,7 @@
 
 import type { CollPort } from '../../runtime/collectives/port.js';
 import { decode, encode } from '../../runtime/codec.js';
+import { rng } from './rng.js';
 
 export interface MemWorldOptions {
   /** Host index per rank (array or function) for hierarchical algorithms; default all on host 0. */
@@ -68,16 +69,6 @@ interface Slot {
   waiters: Array<(v: unknown) => void>;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function isRaw(v: unknown): v is ArrayBufferView | ArrayBuffer {
   return ArrayBuffer.isView(v) || v instanceof ArrayBuffer;
@@ -101,7 +92,7 @@ export function createMemWorld(size: number, opts: MemWorldOptions = {}): MemWor
       : opts.hosts !== undefined
         ? (r: number) => (opts.hosts as readonly number[])[r]!
         : () => 0;
-  const rnd = mulberry32(opts.seed ?? 12345);
+  const rnd = rng(opts.seed ?? 12345);
   const maxDelay = opts.maxDelayMs ?? 0;
   const rendezvous = opts.rendezvousBytes ?? Number.POSITIVE_INFINITY;
   const msgpack = opts.codec === 'msgpack';

@@ -16,15 +16,9 @@ import {
   scatter,
 } from '../../runtime/collectives/index.js';
 import type { CollPort } from '../../runtime/collectives/port.js';
+import { rng } from '../helpers/rng.js';
 import { createMemWorld, runRanks, withWorld } from '../helpers/memport.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 /**
  * Step i of a deterministic program of mixed collectives (same on every rank): returns a value

@@ -10,6 +10,7 @@ import ts from 'typescript';
 import type { IncomingMessage, OutgoingMessage } from '../../transport/transport.js';
 import { IvcomChannel, type ChannelOptions } from '../../transport/ivcom/channel.js';
 import { segmentBytes } from '../../transport/ivcom/layout.js';
+export { rng } from '../helpers/rng.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -91,17 +92,6 @@ export function msg(payload: Uint8Array | Uint8Array[], tag = 0, ctx = 0, codec 
   return { ctx, source, tag, codec, parts, byteLength: parts.reduce((s, p) => s + p.byteLength, 0) };
 }
 
-/** mulberry32: small, fast, seeded. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Deterministic payload: byte i of message `id` is a function of both. */
 export function pattern(len: number, id: number): Uint8Array {

@@ -4,12 +4,13 @@
 import type { TransportName } from '../transport/transport.js';
 import * as coll from './collectives/index.js';
 import type { CollPort } from './collectives/port.js';
-import { decode, encode } from './codec.js';
+import { encode } from './codec.js';
 import { ANY_SOURCE, ANY_TAG } from './constants.js';
 import type { Engine } from './engine.js';
 import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, TruncateError } from './errors.js';
-import { ANY, type Envelope, type Request } from './match.js';
-import { checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
+import { ANY, type Envelope } from './match.js';
+import { Receive, Yield, type ReceiveOwner } from './receive.js';
+import { NO_OPTIONS, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
 
 export interface Status {
   source: number;
@@ -23,16 +24,14 @@ export interface Message<T = unknown> {
   tag: number;
 }
 
-interface PendingRequest extends Request {
-  fail(err: Error): void;
-}
-
 export class Comm {
   readonly rank: number;
   readonly size: number;
   /** World rank of each member, by communicator rank. */
   protected readonly group: readonly number[];
   private readonly toLocal: Map<number, number> | undefined;
+  /** What a receive of this communicator needs to build its result. */
+  private readonly owner: ReceiveOwner;
 
   constructor(
     protected readonly engine: Engine,
@@ -48,6 +47,7 @@ export class Comm {
     // The world communicator maps ranks to themselves; others translate at the edges.
     const identity = group.every((w, i) => w === i) && group.length === engine.size;
     this.toLocal = identity ? undefined : new Map(group.map((w, i) => [w, i]));
+    this.owner = { rank: me, engine, local: (w) => this.local(w) };
   }
 
   protected world(r: number): number {
@@ -82,67 +82,40 @@ export class Comm {
 
   // ---- receiving -----------------------------------------------------------------------
 
-  /** Posts a receive on a context; resolves with the raw envelope (source still a world rank). */
+  /** Posts a receive (or a blocking probe) on a context. */
   protected post<T>(
     ctx: number,
     source: number,
     tag: number,
     opts: RecvOptions,
-    map: (env: Envelope) => T,
+    yields: Yield,
     probe = false,
     into?: Uint8Array,
   ): Promise<T> {
     const engine = this.engine;
     if (engine.failed) return Promise.reject(engine.failed);
-    const { signal } = opts;
+    const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
     const matcher = engine.matcher(ctx);
-    return new Promise<T>((resolve, reject) => {
-      let onAbort: (() => void) | undefined;
-      const finish = () => {
-        engine.release();
-        if (onAbort) signal!.removeEventListener('abort', onAbort);
-      };
-      const req: PendingRequest = {
-        source: source === ANY_SOURCE ? ANY : this.world(source),
-        tag: tag === ANY_TAG ? ANY : tag,
-        seq: 0,
-        done: false,
-        into,
-        complete: (env) => {
-          engine.completed();
-          finish();
-          // Decoding here, not in a .then(), saves a promise per message.
-          try {
-            resolve(map(env));
-          } catch (err) {
-            reject(err);
-          }
-        },
-        fail: (err) => {
-          finish();
-          reject(err);
-        },
-      };
-      engine.hold();
-      if (signal) {
-        onAbort = () => {
-          if (matcher.cancel(req)) {
-            finish();
-            reject(new AbortError(undefined, { cause: signal.reason }));
-          }
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-      req.seq = postSeq++;
-      if (probe) matcher.probe(req);
-      else matcher.post(req);
-      if (!req.done) engine.progress();
-    });
+    const req = new Receive(
+      this.owner,
+      yields,
+      source === ANY_SOURCE ? ANY : this.world(source),
+      tag === ANY_TAG ? ANY : tag,
+      into,
+      signal,
+    );
+    engine.hold();
+    if (signal !== undefined) req.listen(matcher);
+    req.seq = postSeq++;
+    if (probe) matcher.probe(req);
+    else matcher.post(req);
+    if (!req.done) engine.progress();
+    return req.promise as Promise<T>;
   }
 
-  protected recvOn(ctx: number, source: number, tag: number, opts: RecvOptions = {}): Promise<unknown> {
-    return this.post(ctx, source, tag, opts, (env) => decode(env.codec, env.payload, env.source));
+  protected recvOn(ctx: number, source: number, tag: number, opts: RecvOptions = NO_OPTIONS): Promise<unknown> {
+    return this.post(ctx, source, tag, opts, Yield.Value);
   }
 
   recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<T> {
@@ -152,7 +125,7 @@ export class Comm {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.post(this.ctx, source, tag, o, (env) => decode(env.codec, env.payload, env.source) as T);
+    return this.post(this.ctx, source, tag, o, Yield.Value);
   }
 
   recvMessage<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Message<T>> {
@@ -162,11 +135,7 @@ export class Comm {
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.post(this.ctx, source, tag, o, (env) => ({
-      data: decode(env.codec, env.payload, env.source) as T,
-      source: this.local(env.source),
-      tag: env.tag,
-    }));
+    return this.post(this.ctx, source, tag, o, Yield.Message);
   }
 
   /**
@@ -184,27 +153,7 @@ export class Comm {
     } catch (e) {
       return Promise.reject(e);
     }
-    const view = asBytes(buffer);
-    return this.post(
-      this.ctx,
-      source,
-      tag,
-      o,
-      (env) => {
-        const n = env.payload.byteLength;
-        const from = this.local(env.source);
-        if (n > view.byteLength) {
-          throw new TruncateError(
-            `rank ${this.rank}: message from rank ${from} (tag ${env.tag}) is ${n} bytes but the buffer holds ${view.byteLength}; the message was consumed. Post a larger buffer, or probe() first to learn the size.`,
-            { rank: this.engine.rank, peer: env.source },
-          );
-        }
-        if (!placedIn(env.payload, view)) view.set(env.payload);
-        return { source: from, tag: env.tag, byteLength: n };
-      },
-      false,
-      view,
-    );
+    return this.post(this.ctx, source, tag, o, Yield.Into, false, asBytes(buffer));
   }
 
   async sendrecv<T = unknown>(
@@ -225,7 +174,7 @@ export class Comm {
 
   async probe(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Status> {
     const o = this.checkRecv(source, tag, opts);
-    return this.post(this.ctx, source, tag, o, (env) => this.status(env), true);
+    return this.post(this.ctx, source, tag, o, Yield.Status, true);
   }
 
   iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | null {
@@ -264,23 +213,7 @@ export class Comm {
         send: (data, dest, tag) => this.sendOn(cctx, data, dest, tag),
         recv: (source, tag) => this.recvOn(cctx, source, tag),
         hostOf: (r) => peers[this.world(r)]!.node,
-        recvInto: (into, source, tag) => {
-          const view = asBytes(into);
-          return this.post(
-            cctx,
-            source,
-            tag,
-            {},
-            (env) => {
-              const n = env.payload.byteLength;
-              // A piece that does not fit is a mismatch the caller reports; copy nothing then.
-              if (n <= view.byteLength && !placedIn(env.payload, view)) view.set(env.payload);
-              return { byteLength: n, codec: env.codec };
-            },
-            false,
-            view,
-          );
-        },
+        recvInto: (into, source, tag) => this.post(cctx, source, tag, NO_OPTIONS, Yield.Piece, false, asBytes(into)),
       };
     }
     return this.portCache;
@@ -378,16 +311,7 @@ export class Comm {
 
 let postSeq = 0;
 
-/**
- * Whether a transport already assembled the payload right in `view` (Upcalls.allocate). Only
- * large messages are placed; small payloads are V8 on-heap arrays whose `.buffer` would cost an
- * allocation to read, so they are never looked at that way.
- */
 /** The bytes of a view; a plain Uint8Array is its own (no `.buffer` read, no new view). */
 function asBytes(v: ArrayBufferView): Uint8Array {
   return Object.getPrototypeOf(v) === Uint8Array.prototype ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-}
-
-function placedIn(payload: Uint8Array, view: Uint8Array): boolean {
-  return payload.byteLength > 64 && payload.buffer === view.buffer && payload.byteOffset === view.byteOffset;
 }

@@ -184,15 +184,25 @@ export class Matcher {
 
   /** Posts a receive: takes the oldest queued message that fits, or waits for one. */
   post(req: Request): void {
-    const hit = this.unexpected.oldest(req.source, req.tag);
-    if (hit !== undefined) {
-      const env = this.unexpected.shiftFrom(hit.q, hit.source, hit.tag);
+    const exact = req.source !== ANY && req.tag !== ANY;
+    let s = req.source;
+    let t = req.tag;
+    let q: Fifo<Envelope> | undefined;
+    if (exact) {
+      // The common case: one queue, and no search result object.
+      q = this.unexpected.queue(s, t);
+    } else {
+      const hit = this.unexpected.oldest(s, t);
+      if (hit !== undefined) ({ q, source: s, tag: t } = hit);
+    }
+    if (q !== undefined && q.length > 0) {
+      const env = this.unexpected.shiftFrom(q, s, t);
       req.done = true;
       req.complete(env);
       return;
     }
     this.posted.push(req.source, req.tag, req);
-    if (req.source === ANY || req.tag === ANY) this.wildcards++;
+    if (!exact) this.wildcards++;
   }
 
   /** Posted receives with ANY_SOURCE or ANY_TAG still waiting. */

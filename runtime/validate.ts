@@ -39,8 +39,11 @@ export interface RecvOptions {
   signal?: AbortSignal;
 }
 
+/** The options of a receive given none (shared: nothing writes to it). */
+export const NO_OPTIONS: RecvOptions = Object.freeze({});
+
 export function checkOptions(v: unknown, rank: number): RecvOptions {
-  if (v === undefined) return {};
+  if (v === undefined) return NO_OPTIONS;
   if (typeof v !== 'object' || v === null) {
     throw new InvalidArgTypeError(`rank ${rank}: receive options must be an object like { signal }, got ${typeof v}`);
   }

@@ -37,6 +37,11 @@ export interface OutgoingMessage extends MessageHeader {
 /** A complete message on its way up. The payload belongs to the receiver from now on. */
 export interface IncomingMessage extends MessageHeader {
   payload: Uint8Array;
+  /**
+   * Arrival order, stamped by the receiver's matching (delivered as 0). A field of the message
+   * rather than of a wrapper so that a delivered message is matched without a second object.
+   */
+  seq: number;
 }
 
 export interface Endpoint {
@@ -44,8 +49,10 @@ export interface Endpoint {
   readonly caps: Capabilities;
   /**
    * Posts a message; never blocks the thread. Messages to one peer leave in call order.
-   * Returns undefined when the payload was already copied or written (the caller may reuse it),
-   * or a promise that settles when it may (backpressure, or a large message still streaming).
+   * Returns undefined when the message was handled in full: its payload copied or written, and
+   * neither it nor `msg` kept (the caller reuses both). Otherwise a promise that settles when the
+   * caller may reuse the payload (backpressure, or a large message still streaming); `msg` then
+   * stays the transport's.
    */
   send(msg: OutgoingMessage): Promise<void> | undefined;
 }

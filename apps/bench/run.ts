@@ -108,7 +108,9 @@ if (suite === 'p2p') {
   // and with none; the difference over N. Needs strace (apt-get install strace).
   const N = Number(opt('messages', '100000'));
   const size = opt('size', '8');
-  const count = (t: string, n: number): number | undefined => {
+  // Calls by name: the futex calls are V8's (its GC and compiler threads, and the main thread
+  // waking them), the rest is the message path and the event loop; shown apart.
+  const count = (t: string, n: number): Map<string, number> | undefined => {
     const out = `/tmp/ivcom-strace-${process.pid}-${t}-${n}`;
     // seccomp-bpf stops the processes only on the calls counted (the ones a message path can
     // make), so tracing does not slow the spin loops into sleeping more than they would.
@@ -123,19 +125,34 @@ if (suite === 'p2p') {
     }
     const text = readFileSync(out, 'utf8');
     rmSync(out, { force: true });
-    const total = /\n[-\s]*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+\s+)?total/.exec(text);
-    return total ? Number(total[1]) : undefined;
+    const calls = new Map<string, number>();
+    // Rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+    for (const m of text.matchAll(/^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?([a-z_0-9]+)\s*$/gm)) {
+      if (m[2] !== 'total') calls.set(m[2]!, Number(m[1]));
+    }
+    return calls.size > 0 ? calls : undefined;
   };
-  const per = new Map<string, number>();
+  const per = new Map<string, { all: number; futex: number }>();
   for (const t of transports) {
     const base = count(t, 0);
     const full = count(t, N);
     if (base === undefined || full === undefined) continue;
-    per.set(t, (full - base) / N);
-    console.log(`${t.padEnd(6)} ${N} messages of ${size} B: ${full - base} syscalls beyond start-up = ${((full - base) / N).toFixed(4)} per message`);
+    const diff = (name?: string) => {
+      let d = 0;
+      for (const [k, v] of full) if (name === undefined || k === name) d += v - (base.get(k) ?? 0);
+      for (const [k, v] of base) if (!full.has(k) && (name === undefined || k === name)) d -= v;
+      return d;
+    };
+    const all = diff();
+    const futex = diff('futex');
+    per.set(t, { all: all / N, futex: futex / N });
+    const rows = [...new Set([...full.keys(), ...base.keys()])].map((k) => `${k} ${diff(k)}`).join(', ');
+    console.log(`${t.padEnd(6)} ${N} messages of ${size} B: ${all} syscalls beyond start-up = ${(all / N).toFixed(4)} per message; without futex ${((all - futex) / N).toFixed(4)} (${rows})`);
   }
   const [a, b] = [per.get('ivcom'), per.get('tcp')];
-  if (a !== undefined && b !== undefined && b > 0) console.log(`ivcom / tcp syscalls per message: ${((a / b) * 100).toFixed(2)} %`);
+  if (a !== undefined && b !== undefined && b.all > 0) {
+    console.log(`ivcom / tcp syscalls per message: ${((a.all / b.all) * 100).toFixed(2)} %; without futex: ${(((a.all - a.futex) / (b.all - b.futex)) * 100).toFixed(2)} %`);
+  }
 } else {
   console.error(`bench: unknown suite '${suite}' (p2p, collectives, idle or syscalls)`);
   process.exit(2);

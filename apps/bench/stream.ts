@@ -12,6 +12,7 @@ const buf = new Uint8Array(SIZE);
 // Open the channel before counting starts (a grant or a TCP connect is a one-off).
 if (comm.rank === 0) await comm.send(buf, 1, 0);
 else if (comm.rank === 1) await comm.recv(0, 0);
+const t0 = performance.now();
 for (let sent = 0; sent < N; sent += WINDOW) {
   const k = Math.min(WINDOW, N - sent);
   if (comm.rank === 0) {
@@ -25,5 +26,9 @@ for (let sent = 0; sent < N; sent += WINDOW) {
     await Promise.all(ps);
     await comm.send(0, 0, 2);
   }
+}
+if (comm.rank === 0 && N > 0) {
+  const us = ((performance.now() - t0) * 1000) / N;
+  console.log(`stream over ${comm.transportTo(1)}: ${N} messages of ${SIZE} B, ${us.toFixed(2)} us per message`);
 }
 await finalize();

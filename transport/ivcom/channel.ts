@@ -685,7 +685,7 @@ export class IvcomChannel {
         if (flags & FRAG_LAST) {
           this.cur = undefined;
           delivered++;
-          this.deliverCb({ ctx, source, tag, codec, payload: dest });
+          this.deliverCb({ ctx, source, tag, codec, payload: dest, seq: 0 });
           if (this.state !== OPEN) return delivered; // closed from inside deliver
         } else {
           this.curReceived = destOff + len;

@@ -119,6 +119,6 @@ export class FrameReader {
     const payload = this.dest!;
     this.cur = undefined;
     this.dest = undefined;
-    this.deliver({ ctx: c.ctx, source: c.source, tag: c.tag, codec: c.codec, payload });
+    this.deliver({ ctx: c.ctx, source: c.source, tag: c.tag, codec: c.codec, payload, seq: 0 });
   }
 }

@@ -1,0 +1,143 @@
+// A posted receive (or blocking probe): what the matcher holds until a message fits, and what it
+// turns the message into. One object per receive, its behaviour on the prototype: a receive is
+// the hot path of every exchange, and a closure per callback (complete, fail, finish, map) used
+// to cost ~0.5 KB of garbage per message, i.e. a young-generation GC, with its helper-thread
+// wake-ups, every few thousand messages.
+
+import { decode } from './codec.js';
+import type { Engine } from './engine.js';
+import { AbortError, TruncateError } from './errors.js';
+import type { Envelope, Matcher, Request } from './match.js';
+
+/** What a completed receive resolves with. */
+export const enum Yield {
+  /** The decoded value (recv). */
+  Value,
+  /** { data, source, tag } (recvMessage). */
+  Message,
+  /** The bytes copied into `into`, or ERR_IVCOM_TRUNCATE; resolves with a Status (recvInto). */
+  Into,
+  /** A Status, the message left queued (probe). */
+  Status,
+  /** A collective piece: copied into `into` when it fits; { byteLength, codec }. */
+  Piece,
+}
+
+/** The communicator a receive belongs to, as far as the result needs it. */
+export interface ReceiveOwner {
+  /** This process's rank in the communicator. */
+  readonly rank: number;
+  readonly engine: Engine;
+  /** World rank to communicator rank. */
+  local(world: number): number;
+}
+
+// The executor of every receive promise: it closes over nothing, so creating the promise
+// allocates no closure; the functions it was handed are picked up right after.
+let handedResolve: (v: unknown) => void;
+let handedReject: (e: Error) => void;
+function capture(resolve: (v: unknown) => void, reject: (e: Error) => void): void {
+  handedResolve = resolve;
+  handedReject = reject;
+}
+
+export class Receive implements Request {
+  seq = 0;
+  done = false;
+  claimed = false;
+  readonly promise: Promise<unknown>;
+  private readonly resolve: (v: unknown) => void;
+  private readonly reject: (e: Error) => void;
+  private onAbort: (() => void) | undefined = undefined;
+
+  constructor(
+    private readonly owner: ReceiveOwner,
+    private readonly yields: Yield,
+    /** World rank pattern or ANY. */
+    public source: number,
+    public tag: number,
+    readonly into: Uint8Array | undefined,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.promise = new Promise(capture);
+    this.resolve = handedResolve;
+    this.reject = handedReject;
+  }
+
+  /** Withdraws the receive when `signal` aborts (if it has not matched by then). */
+  listen(matcher: Matcher): void {
+    const signal = this.signal!;
+    this.onAbort = () => {
+      if (matcher.cancel(this)) {
+        this.finish();
+        this.reject(new AbortError(undefined, { cause: signal.reason }));
+      }
+    };
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  complete(env: Envelope): void {
+    this.owner.engine.completed();
+    this.finish();
+    let v: unknown;
+    try {
+      // Decoding here, not in a .then(), saves a promise per message.
+      v = this.result(env);
+    } catch (err) {
+      this.reject(err as Error);
+      return;
+    }
+    this.resolve(v);
+  }
+
+  fail(err: Error): void {
+    this.finish();
+    this.reject(err);
+  }
+
+  private finish(): void {
+    this.owner.engine.release();
+    if (this.onAbort !== undefined) this.signal!.removeEventListener('abort', this.onAbort);
+  }
+
+  private result(env: Envelope): unknown {
+    const owner = this.owner;
+    switch (this.yields) {
+      case Yield.Value:
+        return decode(env.codec, env.payload, env.source);
+      case Yield.Message:
+        return { data: decode(env.codec, env.payload, env.source), source: owner.local(env.source), tag: env.tag };
+      case Yield.Status:
+        return { source: owner.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
+      case Yield.Into: {
+        const view = this.into!;
+        const n = env.payload.byteLength;
+        const from = owner.local(env.source);
+        if (n > view.byteLength) {
+          throw new TruncateError(
+            `rank ${owner.rank}: message from rank ${from} (tag ${env.tag}) is ${n} bytes but the buffer holds ${view.byteLength}; the message was consumed. Post a larger buffer, or probe() first to learn the size.`,
+            { rank: owner.engine.rank, peer: env.source },
+          );
+        }
+        if (!placedIn(env.payload, view)) view.set(env.payload);
+        return { source: from, tag: env.tag, byteLength: n };
+      }
+      case Yield.Piece: {
+        const view = this.into!;
+        const n = env.payload.byteLength;
+        // A piece that does not fit is a mismatch the caller reports; copy nothing then.
+        if (n <= view.byteLength && !placedIn(env.payload, view)) view.set(env.payload);
+        return { byteLength: n, codec: env.codec };
+      }
+    }
+  }
+}
+
+/**
+ * Whether a transport already assembled the payload right in `view` (Upcalls.allocate). Only
+ * large messages are placed; small payloads are V8 on-heap arrays whose `.buffer` would cost an
+ * allocation to read, so they are never looked at that way.
+ */
+function placedIn(payload: Uint8Array, view: Uint8Array): boolean {
+  return payload.byteLength > 64 && payload.buffer === view.buffer && payload.byteOffset === view.byteOffset;
+}

@@ -69,7 +69,7 @@ if (suite === 'p2p') {
   const ratio = ts.length === 2;
   console.log(
     ['size(B)', ...ts.map((t) => `${t} lat(us)`), ...(ratio ? ['lat ratio'] : []), ...ts.map((t) => `${t} bw(MB/s)`), ...(ratio ? ['bw ratio'] : [])]
-      .map((h) => h.padStart(14))
+      .map((h) => h.padStart(15))
       .join(''),
   );
   for (const s of sizes) {
@@ -82,7 +82,7 @@ if (suite === 'p2p') {
       ...b.map((x) => (Number.isNaN(x) ? '-' : x.toFixed(1))),
       ...(ratio ? [s > 0 ? `${(b[0]! / b[1]!).toFixed(1)}x` : '-'] : []),
     ];
-    console.log(cells.map((c) => c.padStart(14)).join(''));
+    console.log(cells.map((c) => c.padStart(15)).join(''));
   }
   if (ratio) console.log(`# lat ratio = ${ts[1]} / ${ts[0]} one-way latency; bw ratio = ${ts[0]} / ${ts[1]} bandwidth`);
 } else if (suite === 'collectives') {

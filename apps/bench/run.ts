@@ -2,7 +2,7 @@
 // rounds, medians and ratios (the machine is noisy: only same-run comparisons mean anything).
 //   npm run bench                       point-to-point, 5 rounds
 //   npm run bench -- --rounds 7 --quick
-//   npm run bench -- --suite collectives   (when available)
+//   npm run bench -- --suite collectives|idle|syscalls
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -103,6 +103,12 @@ if (suite === 'p2p') {
     const wake = median(res.reps.map((x) => x.wakeUs));
     console.log(`${res.transport.padEnd(6)} waiting 5 s in recv: CPU ${cpu.toFixed(2)} % of a core (median of ${res.reps.length}); wake-up ${wake.toFixed(1)} us after the send`);
   }
+  // The floor in the same run: the kmod doorbell alone between two Node processes.
+  const floor = spawnSync(process.execPath, [path.join(here, 'wake-floor.js'), '--wait=1000', '--reps=5', '--json'], { encoding: 'utf8', timeout: 120_000 });
+  if (floor.status === 0) {
+    const { wakeUs } = JSON.parse(floor.stdout) as { wakeUs: number[] };
+    console.log(`floor  bare doorbell between two Node processes idle 1 s (no runtime): wake-up ${median(wakeUs).toFixed(1)} us (median of ${wakeUs.length})`);
+  } else process.stderr.write(`bench: wake-floor failed (status ${floor.status}):\n${floor.stderr}\n`);
 } else if (suite === 'syscalls') {
   // Syscalls per message in a streaming run: strace -f -c over the whole job, with N messages
   // and with none; the difference over N. Needs strace (apt-get install strace).

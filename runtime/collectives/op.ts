@@ -69,7 +69,8 @@ const CTORS = [
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
   Float32Array, Float64Array, BigInt64Array, BigUint64Array,
 ] as const;
-const CTOR_OF_KIND = new Map<string, new (length: number) => AnyTypedArray>(CTORS.map((c) => [c.name, c]));
+type TypedCtor = { new (length: number): AnyTypedArray; new (buffer: ArrayBuffer, byteOffset: number, length: number): AnyTypedArray };
+const CTOR_OF_KIND = new Map<string, TypedCtor>(CTORS.map((c) => [c.name, c as TypedCtor]));
 
 const KIND_OF_PROTO = new Map<unknown, Kind>([
   [Int8Array.prototype, 'Int8Array'],
@@ -130,9 +131,22 @@ export function allocKind(kind: string, length: number): AnyTypedArray {
   return new ctor(length);
 }
 
+/** A view of `length` elements of the same kind as `like` over `memory` (a Buffer gives a Uint8Array). */
+export function viewLike<T extends AnyTypedArray>(like: T, memory: ArrayBuffer, length: number): T {
+  const ctor = CTOR_OF_KIND.get(typedKind(like) ?? '');
+  if (ctor === undefined) throw new InvalidArgTypeError(`not a typed array: ${typeName(like)}`);
+  return new ctor(memory, 0, length) as T;
+}
+
+/** Above this size a copy starts from uninitialized memory: zeroing what is overwritten at once costs as much as the copy. */
+const UNZEROED_COPY_BYTES = 64 * 1024;
+
 /** A copy of a typed array, same kind (Buffer stays Buffer), never sharing memory. */
 export function copyTyped<T extends AnyTypedArray>(x: T): T {
-  const out = allocLike(x, x.length);
+  const out =
+    x.byteLength >= UNZEROED_COPY_BYTES && !Buffer.isBuffer(x)
+      ? viewLike(x, Buffer.allocUnsafeSlow(x.byteLength).buffer as ArrayBuffer, x.length)
+      : allocLike(x, x.length);
   (out as unknown as { set(a: ArrayLike<unknown>): void }).set(x as ArrayLike<unknown>);
   return out;
 }

@@ -10,7 +10,7 @@
 import { encode } from '../codec.js';
 import { CollectiveMismatchError } from '../errors.js';
 import type { CollPort } from './port.js';
-import { allocLike, describe, typedKind, type AnyTypedArray } from './op.js';
+import { describe, typedKind, viewLike, type AnyTypedArray } from './op.js';
 import { chunkStart, handled, mod, Pending, pieces } from './util.js';
 
 type Kernel = (a: AnyTypedArray, aOff: number, b: AnyTypedArray, bOff: number, n: number) => void;
@@ -28,6 +28,21 @@ export interface RingSpec {
 
 /** How many receives are kept posted ahead of the one being processed. */
 const PREFETCH = 2;
+
+// Receive scratch of ring reductions, kept from one call to the next: on these VMs a fresh page
+// costs ~1 us to fault in, so the PREFETCH+1 fresh pieces of every call cost more than reducing
+// the data in them. A scratch goes back only after a call that consumed every receive it posted.
+const spare: ArrayBuffer[] = [];
+const SPARE_MAX = 2 * (PREFETCH + 1);
+
+function takeScratch(bytes: number): ArrayBuffer {
+  const i = spare.findIndex((b) => b.byteLength >= bytes);
+  return i >= 0 ? spare.splice(i, 1)[0]! : new ArrayBuffer(bytes);
+}
+
+function giveBack(bufs: ArrayBuffer[]): void {
+  for (const b of bufs) if (spare.length < SPARE_MAX) spare.push(b);
+}
 
 function chunkPieces(n: number, size: number, c: number, pieceElems: number): Array<[number, number]> {
   return pieces(chunkStart(n, size, c), chunkStart(n, size, c + 1), pieceElems);
@@ -109,11 +124,11 @@ export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kern
     }
   }
   // Pieces arrive in PREFETCH+1 rotating scratch buffers, reduced into `buf` from there.
-  const scratch: AnyTypedArray[] = [];
+  const scratch: ArrayBuffer[] = [];
   const target = (i: number, slot: number): AnyTypedArray => {
     const [s, e] = plan[i]!;
-    scratch[slot] ??= allocLike(buf, r.pieceElems);
-    return scratch[slot]!.subarray(0, e - s) as AnyTypedArray;
+    scratch[slot] ??= takeScratch(r.pieceElems * buf.BYTES_PER_ELEMENT);
+    return viewLike(buf, scratch[slot]!, e - s);
   };
   await receiveAll(
     r,
@@ -126,6 +141,7 @@ export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kern
     },
     { target, codec: codecOf(buf) },
   );
+  giveBack(scratch);
   // The pieces we sent are views of `buf`: they must be out before anyone overwrites them.
   await sends.all();
 }

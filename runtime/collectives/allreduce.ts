@@ -13,7 +13,7 @@
 //    bcast inside each host.
 
 import type { CollPort } from './port.js';
-import { checkOp, kernel, Op, reducer, typedKind, type AnyTypedArray, type OpLike, type Reducer } from './op.js';
+import { allocToOverwrite, checkOp, kernel, Op, reducer, typedKind, type AnyTypedArray, type OpLike, type Reducer } from './op.js';
 import { bcastFlat } from './bcast.js';
 import { reduceImpl } from './reduce.js';
 import { ringAllgather, ringReduceScatter } from './ring.js';
@@ -48,8 +48,11 @@ export async function allreduceRecursiveDoubling(p: CollPort, x: unknown, red: R
   return acc;
 }
 
-/** Pipelined ring reduce-scatter + allgather of a prepared typed array (tags tag+3, tag+4). */
-export async function allreduceRing(p: CollPort, buf: AnyTypedArray, red: Reducer, tag: number): Promise<AnyTypedArray> {
+/**
+ * Pipelined ring reduce-scatter + allgather (tags tag+3, tag+4) into `buf`, of a contribution
+ * `src` that is only read: either the prepared copy itself (buf === src) or the caller's array.
+ */
+export async function allreduceRing(p: CollPort, buf: AnyTypedArray, red: Reducer, tag: number, src: AnyTypedArray = buf): Promise<AnyTypedArray> {
   const { rank, size } = p;
   const spec = {
     p,
@@ -59,7 +62,7 @@ export async function allreduceRing(p: CollPort, buf: AnyTypedArray, red: Reduce
     tag: tag + 3,
     pieceElems: pieceElems(buf.BYTES_PER_ELEMENT),
   };
-  await ringReduceScatter(spec, buf, kernel(red.builtin!, typedKind(buf)!)!, 'allreduce');
+  await ringReduceScatter(spec, buf, kernel(red.builtin!, typedKind(buf)!)!, 'allreduce', src);
   await ringAllgather({ ...spec, tag: tag + 4 }, buf, 'allreduce');
   return buf;
 }
@@ -98,6 +101,12 @@ export async function allreduceImpl(p: CollPort, x: unknown, red: Reducer, tag: 
 
 export async function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM): Promise<T> {
   const red = reducer(checkOp(op, p.worldRank), p.worldRank, cloneValue);
+  const tag = nextTagBase(p);
+  if (p.size > 1 && red.readsAsIs(data) && selectAllreduce(p, data.byteLength, true) === 'ring') {
+    // Large arrays are memory-bound: read the caller's array where it is (as a send would) and
+    // let the reduction write the result into fresh memory, instead of copying it first.
+    return (await allreduceRing(p, allocToOverwrite(data), red, tag, data)) as T;
+  }
   const x = red.prepare(data);
-  return (await allreduceImpl(p, x, red, nextTagBase(p))) as T;
+  return (await allreduceImpl(p, x, red, tag)) as T;
 }

@@ -10,10 +10,8 @@
 import { encode } from '../codec.js';
 import { CollectiveMismatchError } from '../errors.js';
 import type { CollPort } from './port.js';
-import { describe, typedKind, viewLike, type AnyTypedArray } from './op.js';
+import { describe, typedKind, viewLike, type AnyTypedArray, type Kernel } from './op.js';
 import { chunkStart, handled, mod, Pending, pieces } from './util.js';
-
-type Kernel = (a: AnyTypedArray, aOff: number, b: AnyTypedArray, bOff: number, n: number) => void;
 
 export interface RingSpec {
   p: CollPort;
@@ -105,17 +103,20 @@ function codecOf(buf: AnyTypedArray): number {
 }
 
 /**
- * Ring reduce-scatter: afterwards this rank's chunk `pos` holds the reduction of everybody's
- * chunk `pos`; other chunks hold partial values. `buf` is reduced in place.
+ * Ring reduce-scatter of this rank's contribution `src`: afterwards chunk `pos` of `buf` holds
+ * the reduction of everybody's chunk `pos`, and the other chunks this rank passed on hold partial
+ * values. Every chunk that arrives is reduced with `src` into `buf` exactly once, so `buf` may be
+ * `src` (in place) or fresh memory (then `src` is only read, and chunk pos-1 of `buf` is left
+ * unwritten).
  */
-export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kernel, what: string): Promise<void> {
+export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kernel, what: string, src: AnyTypedArray = buf): Promise<void> {
   const size = r.p.size;
   const n = buf.length;
   const sends = new Pending();
   // Step 0 sends our own chunk pos-1; step s receives chunk pos-s-2, reduces it, and (but for the
   // last step) forwards it as step s+1's send.
   for (const [s, e] of chunkPieces(n, size, mod(r.pos - 1, size), r.pieceElems)) {
-    sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
+    sends.add(r.p.send(src.subarray(s, e), r.right, r.tag));
   }
   const plan: Array<[number, number, boolean]> = [];
   for (let step = 0; step < size - 1; step++) {
@@ -136,13 +137,13 @@ export async function ringReduceScatter(r: RingSpec, buf: AnyTypedArray, k: Kern
     (i, v) => {
       const [s, e, forward] = plan[i]!;
       const piece = checkPiece(r, buf, v, e - s, what);
-      k(buf, s, piece, 0, e - s);
+      k(buf, src, s, piece, 0, e - s);
       if (forward) sends.add(r.p.send(buf.subarray(s, e), r.right, r.tag));
     },
     { target, codec: codecOf(buf) },
   );
   giveBack(scratch);
-  // The pieces we sent are views of `buf`: they must be out before anyone overwrites them.
+  // The pieces we sent are views of `src` and `buf`: they must be out before anyone overwrites them.
   await sends.all();
 }
 

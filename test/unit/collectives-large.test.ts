@@ -72,7 +72,15 @@ describe('large typed arrays', () => {
     // Bandwidth-optimal: every rank sends 2 (p-1)/p of the data.
     for (const s of world.stats.sentBy) expect(s).toBeGreaterThan(0);
     expect(world.stats.bytes).toBeLessThanOrEqual(2 * (size - 1) * n * 8 + 1024);
-    inputs.forEach((x, r) => expect(x[5]).toBe(5 + r)); // not mutated
+    // The ring reads the callers' arrays in place: they must come back untouched, and no result
+    // may share memory with an input.
+    inputs.forEach((x, r) => {
+      const fresh = ramp(n, r);
+      let differ = 0;
+      for (let i = 0; i < n; i++) if (x[i] !== fresh[i]) differ++;
+      expect(differ).toBe(0);
+    });
+    res.forEach((v) => inputs.forEach((x) => expect((v as Float64Array).buffer).not.toBe(x.buffer)));
   });
 
   it('allreduce of large integer kinds: MAX on Int32, BXOR on BigUint64, LAND on Uint8', async () => {
@@ -133,6 +141,17 @@ describe('large typed arrays', () => {
     expect(world.stats.bytesBy[root]!).toBeLessThanOrEqual((2 * (size - 1) * n * 8) / size + 1024);
     expect(world.stats.maxMessage).toBeLessThan(n * 8);
     expect(world.stats.bytes).toBeLessThan(2 * size * n * 8);
+  });
+
+  it('allreduce of a large Buffer gives a Buffer (ring, read in place)', async () => {
+    const n = ALLREDUCE_RING_BYTES + 13;
+    const inputs = Array.from({ length: 3 }, (_, r) => Buffer.alloc(n, 1 << r));
+    const res = await withWorld(3, (p) => allreduce(p, inputs[p.rank]!, Op.BOR), { maxDelayMs: 1 });
+    for (const v of res) {
+      expect(Buffer.isBuffer(v)).toBe(true);
+      expect((v as Buffer).equals(Buffer.alloc(n, 7))).toBe(true);
+    }
+    inputs.forEach((x, r) => expect(x.equals(Buffer.alloc(n, 1 << r))).toBe(true));
   });
 
   it('bcast of a large Buffer and a large BigInt64Array keeps the type', async () => {

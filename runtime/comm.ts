@@ -7,7 +7,7 @@ import type { CollPort } from './collectives/port.js';
 import { encode } from './codec.js';
 import { ANY_SOURCE, ANY_TAG } from './constants.js';
 import type { Engine } from './engine.js';
-import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, TruncateError } from './errors.js';
+import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError } from './errors.js';
 import { ANY, type Envelope } from './match.js';
 import { Receive, Yield, type ReceiveOwner } from './receive.js';
 import { NO_OPTIONS, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';

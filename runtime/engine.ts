@@ -162,6 +162,10 @@ export class Engine {
     }
     this.out = this.newOutgoing();
     this.hold();
+    // Waiting for ring space is waiting like a receive: spin (the polls write what fits), and
+    // only then sleep on the doorbell. Left to the doorbell alone, every refill of the ring
+    // cost a wake-up.
+    this.progress();
     const tracked = p.finally(() => {
       this.pendingSends.delete(tracked);
       this.release();
@@ -229,7 +233,7 @@ export class Engine {
     return this.failure;
   }
 
-  /** Looks at the memory transports once (iprobe); returns how many messages arrived. */
+  /** Looks at the memory transports once (iprobe); returns how much moved (0: nothing). */
   poll(): number {
     let n = 0;
     for (const tr of this.memory) n += tr.poll!();
@@ -277,27 +281,31 @@ export class Engine {
   private readonly spin = (): void => {
     this.spinScheduled = false;
     const t = this.memory;
-    const start = this.completions;
+    let moved = 0;
     if (this.holds > 0) {
       const deadline = process.hrtime.bigint() + this.spinBudgetNs;
       const relax = this.crowded;
       for (let i = 0; ; i++) {
         let n = 0;
         for (const tr of t) n += tr.poll!();
-        if (relax && n === 0) for (const tr of t) tr.relax?.();
-        // Stop once a receive completed and the rings are drained (a burst is taken whole), or
-        // when the budget is spent without any progress.
-        if (n === 0 && (this.completions !== start || ((i & 15) === 15 && process.hrtime.bigint() >= deadline))) break;
+        moved += n;
+        if (n !== 0) continue;
+        // Stop once something moved and the rings are quiet again (a burst is taken whole, then
+        // its continuations run: receives completed, sends written), or when the budget is
+        // spent without anything moving.
+        if (moved !== 0) break;
+        if (relax) for (const tr of t) tr.relax?.();
+        if ((i & 15) === 15 && process.hrtime.bigint() >= deadline) break;
       }
     }
-    if (this.completions === start) {
+    if (moved === 0) {
       this.streak = 0;
       if (this.holds > 0) this.armedAt = process.hrtime.bigint();
       this.arm();
       return;
     }
     if (this.holds > 0) {
-      // Progress, and receives still pending (a window of them, say): spin again once the
+      // Progress, and operations still pending (a window of receives, queued sends): spin again once the
       // continuations just released have run, instead of falling back to doorbells. Every few
       // milliseconds of this, let the event loop turn once (timers, I/O: fairness).
       this.spinScheduled = true;
@@ -338,7 +346,6 @@ export class Engine {
 
   /** A receive completed: if it ended a sleep, tune the spin budget by how long the sleep was. */
   completed(): void {
-    this.completions++;
     if (this.armedAt === 0n) return;
     const slept = process.hrtime.bigint() - this.armedAt;
     this.armedAt = 0n;
@@ -350,9 +357,6 @@ export class Engine {
     if (slept < this.spinMaxNs) this.spinBudgetNs = b * 2n < this.spinMaxNs ? b * 2n : this.spinMaxNs;
     else if (slept > 4n * this.spinMaxNs) this.spinBudgetNs = b / 2n > this.spinMinNs ? b / 2n : this.spinMinNs;
   }
-
-  /** Bumped whenever a posted receive or probe completes; the spin stops on a change. */
-  completions = 0;
 
   async finalize(): Promise<void> {
     if (this.finalized) return;

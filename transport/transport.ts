@@ -82,7 +82,8 @@ export interface Transport {
   endpoint(peer: number): Endpoint;
   /**
    * Memory transports only: look for received data once, without syscalls, delivering what is
-   * there. Returns how many messages were delivered. The runtime calls it while it spins.
+   * there, and write what queued sends the rings now take. Returns how much moved (messages
+   * delivered plus send records written; 0: nothing). The runtime calls it while it spins.
    */
   poll?(): number;
   /**

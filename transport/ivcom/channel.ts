@@ -370,11 +370,12 @@ export class IvcomChannel {
    * doorbell, not from poll(): a spinning runtime re-checks by itself, and arming there would
    * make the consumer ring once per freed chunk.
    */
-  private pump(arm: boolean): void {
+  private pump(arm: boolean): number {
     const cap = this.cap;
     let armed = false;
+    let written = 0;
     while (this.qHead < this.queue.length) {
-      if (this.state !== OPEN) return;
+      if (this.state !== OPEN) return written;
       const p = this.queue[this.qHead]!;
       const remaining = p.total - p.sent;
       const prod = this.prod;
@@ -385,19 +386,22 @@ export class IvcomChannel {
       const minNeed = skip + RECORD_HEADER_BYTES + ((minLen + 7) & ~7);
       let free = cap - ((prod - this.cachedCons) >>> 0);
       if (free < minNeed) {
-        if (!this.refreshCons()) return;
+        if (!this.refreshCons()) return written;
         free = cap - ((prod - this.cachedCons) >>> 0);
         if (free < minNeed) {
           // Blocked. If the consumer has closed its end, the space will never come.
-          if (Atomics.load(this.i32, this.peerClosedW) !== 0) return this.peerGone();
-          if (!arm || armed) return;
+          if (Atomics.load(this.i32, this.peerClosedW) !== 0) {
+            this.peerGone();
+            return written;
+          }
+          if (!arm || armed) return written;
           // seq-cst store then (in refreshCons) seq-cst load: StoreLoad. Either the consumer's
           // later cons store is seen by our re-read below, or it sees our flag and rings.
           Atomics.store(this.i32, this.txSpaceWantedW, 1);
           armed = true;
-          if (!this.refreshCons()) return;
+          if (!this.refreshCons()) return written;
           free = cap - ((prod - this.cachedCons) >>> 0);
-          if (free < minNeed) return;
+          if (free < minNeed) return written;
         }
       }
       const room = free - skip - RECORD_HEADER_BYTES; // a multiple of 8
@@ -418,6 +422,7 @@ export class IvcomChannel {
       p.partOff = this.cpOff;
       p.sent += len;
       this.publish((prod + skip + RECORD_HEADER_BYTES + ((len + 7) & ~7)) >>> 0);
+      written++;
       if (p.sent === p.total) {
         p.done = true;
         this.queue[this.qHead++] = undefined as unknown as PendingSend;
@@ -435,6 +440,7 @@ export class IvcomChannel {
       }
       this.wakeFlushWaiters();
     }
+    return written;
   }
 
   /** Record header at ring offset `off` (contiguous by construction). */
@@ -529,7 +535,10 @@ export class IvcomChannel {
 
   // ============================================================================= receiving ==
 
-  /** Looks at the rx ring once, delivering complete messages; also advances queued sends. */
+  /**
+   * Looks at the rx ring once, delivering complete messages, and advances queued sends. Returns
+   * messages delivered plus send records written.
+   */
   poll(): number {
     if (this.state !== OPEN) return 0;
     if (this.dataArmed) {
@@ -539,8 +548,7 @@ export class IvcomChannel {
       Atomics.store(this.i32, this.rxDataWantedW, 0);
     }
     const n = this.drain();
-    if (this.qHead !== this.queue.length) this.pump(false);
-    return n;
+    return this.qHead !== this.queue.length ? n + this.pump(false) : n;
   }
 
   /**

@@ -10,7 +10,8 @@
         "kmod/src/common.cc",
         "kmod/src/segment.cc",
         "kmod/src/grant.cc",
-        "kmod/src/doorbell.cc"
+        "kmod/src/doorbell.cc",
+        "kmod/src/reduce.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

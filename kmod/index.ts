@@ -67,6 +67,7 @@ interface Addon {
   doorbellDrain(fd: number): number;
   cpuYield(): void;
   FdWatcher: FdWatcherConstructor;
+  reduceInto: ReduceInto;
 }
 
 /**
@@ -122,3 +123,17 @@ export const doorbellDrain: (fd: number) => number = addon.doorbellDrain;
 export const cpuYield: () => void = addon.cpuYield;
 export const FdWatcher: FdWatcherConstructor = addon.FdWatcher;
 
+
+/** Any typed array the reduction kernels take (one kind for all three operands). */
+export type NumericArray =
+  | Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array
+  | Float32Array | Float64Array | BigInt64Array | BigUint64Array;
+
+/**
+ * out[off+i] = a[off+i] (op) b[bOff+i] for i < n, op 0..6 = SUM PROD MIN MAX BAND BOR BXOR, with
+ * the JS kernels' exact results. Returns false, doing nothing, for what it leaves to JS
+ * (Uint8ClampedArray, bitwise ops on floats, `b` overlapping `out`). Throws on kinds that differ
+ * or ranges past an array's end.
+ */
+export type ReduceInto = (op: number, out: NumericArray, a: NumericArray, off: number, b: NumericArray, bOff: number, n: number) => boolean;
+export const reduceInto: ReduceInto = addon.reduceInto;

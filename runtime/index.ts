@@ -1,6 +1,7 @@
 // The public entry point of the `ivcom` package (see shared/API.md).
 
 import { BootstrapClient } from './bootstrap.js';
+import { useNativeKernels, type NativeReduce } from './collectives/op.js';
 import { Comm } from './comm.js';
 import { Engine } from './engine.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
@@ -34,6 +35,9 @@ export function init(): Promise<Comm> {
 }
 
 async function start(): Promise<Comm> {
+  // Native reduction kernels when the addon is built (the JS ones otherwise: same results).
+  const kmod = await import('../kmod/index.js').catch(() => undefined);
+  if (kmod !== undefined) useNativeKernels(kmod.reduceInto as NativeReduce);
   const bootstrap = BootstrapClient.fromEnv();
   if (bootstrap === undefined) {
     const peers: PeerInfo[] = [{ host: '127.0.0.1', port: 0, node: 0, domain: 0 }];

@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ivcom::InitSegment(env, exports);
   ivcom::InitGrant(env, exports);
   ivcom::InitDoorbell(env, exports);
+  ivcom::InitReduce(env, exports);
   return exports;
 }
 

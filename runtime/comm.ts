@@ -231,8 +231,15 @@ export class Comm {
     return coll.reduce(this.port, data, op, root);
   }
 
-  allreduce<T>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T> {
-    return coll.allreduce(this.port, data, op);
+  /**
+   * With `{ into }` (a typed array of the contribution's kind and length, or the contribution
+   * itself for in place) the result is written there and `into` is returned.
+   */
+  allreduce<T>(data: T, op: coll.OpLike = coll.Op.SUM, opts?: { into?: ArrayBufferView }): Promise<T> {
+    if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
+      return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: allreduce options must be an object like { into }, got ${typeof opts}`));
+    }
+    return coll.allreduce(this.port, data, op, opts?.into as never);
   }
 
   gather<T>(data: T, root = 0): Promise<T[] | undefined> {

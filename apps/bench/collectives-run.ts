@@ -85,12 +85,12 @@ for (const n of rankCounts) {
   }
   console.log(`\n## ${n} ranks`);
   console.log(
-    ['op'.padEnd(10), 'size(B)'.padStart(9), ...transports.map((t) => `${t}(us)`.padStart(13)), ...(ratio ? [`${tb}/${ta}`.padStart(11)] : [])].join(''),
+    ['op'.padEnd(15), 'size(B)'.padStart(9), ...transports.map((t) => `${t}(us)`.padStart(13)), ...(ratio ? [`${tb}/${ta}`.padStart(11)] : [])].join(''),
   );
   for (const [key, byT] of byKey) {
     const [op, bytes] = key.split(' ') as [string, string];
     const med = transports.map((t) => (byT.has(t) ? median(byT.get(t)!) : NaN));
-    const cells = [op.padEnd(10), bytes.padStart(9), ...med.map((v) => (Number.isNaN(v) ? '-' : v.toFixed(2)).padStart(13))];
+    const cells = [op.padEnd(15), bytes.padStart(9), ...med.map((v) => (Number.isNaN(v) ? '-' : v.toFixed(2)).padStart(13))];
     if (ratio) cells.push((Number.isNaN(med[0]!) || Number.isNaN(med[1]!) ? '-' : `${(med[1]! / med[0]!).toFixed(2)}x`).padStart(11));
     console.log(cells.join(''));
   }

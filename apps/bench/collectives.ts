@@ -7,7 +7,8 @@
 // its own and followed by an untimed barrier (barrier itself runs back to back). Reported per
 // point: the mean time per operation in microseconds, averaged over the ranks (OSU's "Avg
 // Latency"), with the min and max over the ranks.
-//   allreduce   Float64Array, Op.SUM, sizes 8 B .. 1 MiB
+//   allreduce   Float64Array, Op.SUM, sizes 8 B .. 1 MiB (a fresh result every call)
+//   allreduce-into  the same into one reused result buffer ({ into }, as OSU's recvbuf)
 //   bcast       Float64Array from rank 0, 8 B .. 1 MiB
 //   barrier
 //   allgather   a Float64Array block per rank, 8 B .. 32 KiB per rank
@@ -26,7 +27,7 @@ const opt = (name: string): string | undefined => {
 const json = args.includes('--json');
 const quick = args.includes('--quick');
 const MAX = Number(opt('max') ?? 1 << 20);
-const OPS = (opt('ops') ?? 'allreduce,bcast,barrier,allgather,alltoall').split(',');
+const OPS = (opt('ops') ?? 'allreduce,allreduce-into,bcast,barrier,allgather,alltoall').split(',');
 /** Time budget of one measurement (ms). */
 const BUDGET_MS = Number(opt('budget-ms') ?? (quick ? 60 : 250));
 const WARMUP_MS = Number(opt('warmup-ms') ?? (quick ? 500 : 2000));
@@ -138,6 +139,14 @@ for (const name of OPS) {
         results.push(await measure(comm, name, b, () => comm.allreduce(x, Op.SUM)));
       }
       break;
+    case 'allreduce-into':
+      // As OSU does it: the result goes into one receive buffer, reused by every call.
+      for (const b of ladder(8, 1 << 20)) {
+        const x = new Float64Array(b / 8).fill(comm.rank + 1);
+        const out = new Float64Array(b / 8);
+        results.push(await measure(comm, name, b, () => comm.allreduce(x, Op.SUM, { into: out })));
+      }
+      break;
     case 'bcast':
       for (const b of ladder(8, 1 << 20)) {
         const x = new Float64Array(b / 8).fill(comm.rank + 1);
@@ -160,7 +169,7 @@ for (const name of OPS) {
       }
       break;
     default:
-      throw new Error(`collectives bench: unknown op '${name}' (allreduce, bcast, barrier, allgather, alltoall)`);
+      throw new Error(`collectives bench: unknown op '${name}' (allreduce, allreduce-into, bcast, barrier, allgather, alltoall)`);
   }
 }
 
@@ -171,10 +180,10 @@ if (comm.rank === 0) {
   if (json) console.log(JSON.stringify(result));
   else {
     console.log(`# ivcom collectives, ${result.ranks} ranks, transport ${result.transport}; mean µs per operation (avg / min / max over ranks)`);
-    console.log(['op', 'size(B)', 'iters', 'avg(us)', 'min(us)', 'max(us)'].map((h, i) => (i === 0 ? h.padEnd(10) : h.padStart(12))).join(''));
+    console.log(['op', 'size(B)', 'iters', 'avg(us)', 'min(us)', 'max(us)'].map((h, i) => (i === 0 ? h.padEnd(15) : h.padStart(12))).join(''));
     for (const p of results) {
       console.log(
-        [p.op.padEnd(10), String(p.bytes).padStart(12), String(p.iters).padStart(12), ...[p.avg, p.min, p.max].map((v) => v.toFixed(2).padStart(12))].join(''),
+        [p.op.padEnd(15), String(p.bytes).padStart(12), String(p.iters).padStart(12), ...[p.avg, p.min, p.max].map((v) => v.toFixed(2).padStart(12))].join(''),
       );
     }
   }

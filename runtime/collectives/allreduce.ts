@@ -13,7 +13,8 @@
 //    bcast inside each host.
 
 import type { CollPort } from './port.js';
-import { allocToOverwrite, checkOp, kernel, Op, reducer, typedKind, type AnyTypedArray, type OpLike, type Reducer } from './op.js';
+import { InvalidArgTypeError, OutOfRangeError } from '../errors.js';
+import { allocToOverwrite, checkOp, describe, kernel, Op, reducer, typedKind, type AnyTypedArray, type OpLike, type Reducer } from './op.js';
 import { bcastFlat } from './bcast.js';
 import { reduceImpl } from './reduce.js';
 import { ringAllgather, ringReduceScatter } from './ring.js';
@@ -99,14 +100,45 @@ export async function allreduceImpl(p: CollPort, x: unknown, red: Reducer, tag: 
   }
 }
 
-export async function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM): Promise<T> {
+/**
+ * allreduce. With `into` (a typed array of the contribution's kind and length, possibly the
+ * contribution itself: in place), the result is written there and `into` is returned, so a
+ * loop reuses one buffer instead of getting fresh memory every call.
+ */
+export async function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: AnyTypedArray): Promise<T> {
   const red = reducer(checkOp(op, p.worldRank), p.worldRank, cloneValue);
+  if (into !== undefined) checkInto(p, data, into);
   const tag = nextTagBase(p);
   if (p.size > 1 && red.readsAsIs(data) && selectAllreduce(p, data.byteLength, true) === 'ring') {
     // Large arrays are memory-bound: read the caller's array where it is (as a send would) and
-    // let the reduction write the result into fresh memory, instead of copying it first.
-    return (await allreduceRing(p, allocToOverwrite(data), red, tag, data)) as T;
+    // let the reduction write the result as it goes, instead of copying the contribution first.
+    return (await allreduceRing(p, into ?? allocToOverwrite(data), red, tag, data)) as T;
   }
   const x = red.prepare(data);
-  return (await allreduceImpl(p, x, red, tag)) as T;
+  const r = await allreduceImpl(p, x, red, tag);
+  if (into === undefined) return r as T;
+  (into as Uint8Array).set(r as Uint8Array);
+  return into as T;
+}
+
+function checkInto(p: CollPort, data: unknown, into: unknown): asserts data is AnyTypedArray {
+  const kind = typedKind(data);
+  if (kind === undefined || typedKind(into) !== kind) {
+    throw new InvalidArgTypeError(
+      `rank ${p.worldRank}: allreduce into needs a typed array contribution and an 'into' of the same kind; got ${describe(data)} and ${describe(into)}`,
+    );
+  }
+  const d = data as AnyTypedArray;
+  const o = into as AnyTypedArray;
+  if (o.length !== d.length) {
+    throw new OutOfRangeError(`rank ${p.worldRank}: allreduce 'into' holds ${o.length} elements, the contribution ${d.length}`);
+  }
+  // In place (the very same memory) is fine; a partial overlap would read results as inputs.
+  if (o.buffer === d.buffer && o.byteOffset !== d.byteOffset) {
+    const a = o.byteOffset;
+    const b = d.byteOffset;
+    if (a < b + d.byteLength && b < a + o.byteLength) {
+      throw new OutOfRangeError(`rank ${p.worldRank}: allreduce 'into' overlaps the contribution without being it; pass the same array for in place`);
+    }
+  }
 }

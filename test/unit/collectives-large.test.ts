@@ -143,6 +143,48 @@ describe('large typed arrays', () => {
     expect(world.stats.bytes).toBeLessThan(2 * size * n * 8);
   });
 
+  it.each([
+    ['small, recursive doubling', 5, 37],
+    ['large, the ring', 3, ALLREDUCE_RING_BYTES / 8 + 11],
+  ])('allreduce into a caller buffer (%s), also in place, reused across calls', async (_what, size, n) => {
+    const inputs = Array.from({ length: size }, (_, r) => ramp(n, r));
+    const outs = Array.from({ length: size }, () => new Float64Array(n).fill(-1));
+    const res = await withWorld(
+      size,
+      async (p) => {
+        const a = await allreduce(p, inputs[p.rank]!, Op.SUM, outs[p.rank]);
+        const again = await allreduce(p, inputs[p.rank]!, Op.MAX, outs[p.rank]);
+        const mine = ramp(n, p.rank);
+        const inPlace = await allreduce(p, mine, Op.SUM, mine);
+        return { a, again, inPlace, mine };
+      },
+      { maxDelayMs: 1 },
+    );
+    res.forEach((r, rank) => {
+      expect(r.a).toBe(outs[rank]); // the very buffer, no fresh result
+      expect(r.again).toBe(outs[rank]);
+      expect(r.inPlace).toBe(r.mine);
+      for (let i = 0; i < n; i += 7) {
+        expect(r.again[i]).toBe((i % 1000) + size - 1); // MAX overwrote the SUM
+        expect(r.inPlace[i]).toBe(size * (i % 1000) + (size * (size - 1)) / 2);
+      }
+      expectRampSum(r.inPlace, n, size);
+    });
+    inputs.forEach((x, r) => expect(x[9]).toBe(9 + r)); // contributions untouched
+  });
+
+  it('allreduce into rejects a buffer of another kind, length or a partial overlap, before communicating', async () => {
+    const world = createMemWorld(1);
+    const [p] = world.ports;
+    const x = new Float64Array(10);
+    await expect(allreduce(p!, x, Op.SUM, new Float32Array(10))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    await expect(allreduce(p!, x, Op.SUM, new Float64Array(9))).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    await expect(allreduce(p!, 5, Op.SUM, new Float64Array(1))).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    const big = new Float64Array(20);
+    await expect(allreduce(p!, big.subarray(0, 10), Op.SUM, big.subarray(5, 15))).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(world.stats.messages).toBe(0);
+  });
+
   it('allreduce of a large Buffer gives a Buffer (ring, read in place)', async () => {
     const n = ALLREDUCE_RING_BYTES + 13;
     const inputs = Array.from({ length: 3 }, (_, r) => Buffer.alloc(n, 1 << r));

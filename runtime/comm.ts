@@ -8,8 +8,8 @@ import { encode } from './codec.js';
 import { ANY_SOURCE, ANY_TAG } from './constants.js';
 import type { Engine } from './engine.js';
 import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError } from './errors.js';
-import { ANY, type Envelope } from './match.js';
-import { Receive, Yield, type ReceiveOwner } from './receive.js';
+import { ANY } from './match.js';
+import { Receive, statusOf, Yield, type ReceiveOwner } from './receive.js';
 import { NO_OPTIONS, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
 
 export interface Status {
@@ -184,12 +184,9 @@ export class Comm {
     if (env === undefined && this.engine.poll() > 0) {
       env = m.peek(source === ANY_SOURCE ? ANY : this.world(source), tag);
     }
-    return env === undefined ? null : this.status(env);
+    return env === undefined ? null : statusOf(this.owner, env);
   }
 
-  private status(env: Envelope): Status {
-    return { source: this.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
-  }
 
   private checkRecv(source: unknown, tag: unknown, opts: unknown): RecvOptions {
     checkSource(source, this.size, this.rank);

@@ -108,7 +108,7 @@ export class Receive implements Request {
       case Yield.Message:
         return { data: decode(env.codec, env.payload, env.source), source: owner.local(env.source), tag: env.tag };
       case Yield.Status:
-        return { source: owner.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
+        return statusOf(owner, env);
       case Yield.Into: {
         const view = this.into!;
         const n = env.payload.byteLength;
@@ -131,6 +131,11 @@ export class Receive implements Request {
       }
     }
   }
+}
+
+/** What probe and iprobe report about a message. */
+export function statusOf(owner: ReceiveOwner, env: Envelope): { source: number; tag: number; byteLength: number } {
+  return { source: owner.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
 }
 
 /**

@@ -119,17 +119,11 @@ bool GetView(const Napi::CallbackInfo& info, size_t i, const char* name, View* v
   return true;
 }
 
+// An element index or count: what a JS number holds exactly (common.h's byte-count reader).
 bool GetIndex(const Napi::CallbackInfo& info, size_t i, const char* name, size_t* out) {
-  if (!info[i].IsNumber()) {
-    ThrowArgType(info.Env(), std::string("The \"") + name + "\" argument must be of type number");
-    return false;
-  }
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d > 9007199254740991.0 || d != std::floor(d)) {
-    ThrowArgRange(info.Env(), std::string("The value of \"") + name + "\" is out of range");
-    return false;
-  }
-  *out = static_cast<size_t>(d);
+  uint64_t v;
+  if (!ArgBytes(info, i, name, 0, kMaxSafeInteger, &v)) return false;
+  *out = static_cast<size_t>(v);
   return true;
 }
 

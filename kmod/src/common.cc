@@ -77,4 +77,28 @@ bool ArgBytes(const Napi::CallbackInfo& info, size_t index, const char* name, ui
   return true;
 }
 
+bool ArgTypedArray(const Napi::CallbackInfo& info, size_t index, const char* name, TypedView* out) {
+  if (!info[index].IsTypedArray()) {
+    ThrowArgType(info.Env(), std::string("The \"") + name + "\" argument must be a typed array");
+    return false;
+  }
+  void* data = nullptr;
+  napi_status st = napi_get_typedarray_info(info.Env(), info[index], &out->type, &out->length, &data, nullptr, nullptr);
+  if (st != napi_ok || (data == nullptr && out->length > 0)) {
+    ThrowArgType(info.Env(), std::string("The \"") + name + "\" argument's memory could not be read");
+    return false;
+  }
+  out->data = static_cast<uint8_t*>(data);
+  return true;
+}
+
+size_t ElementBytes(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array: case napi_uint8_array: case napi_uint8_clamped_array: return 1;
+    case napi_int16_array: case napi_uint16_array: return 2;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: return 4;
+    default: return 8;  // float64, bigint64, biguint64
+  }
+}
+
 }  // namespace ivcom

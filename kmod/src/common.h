@@ -17,6 +17,7 @@ Napi::Object InitSegment(Napi::Env env, Napi::Object exports);
 Napi::Object InitGrant(Napi::Env env, Napi::Object exports);
 Napi::Object InitDoorbell(Napi::Env env, Napi::Object exports);
 Napi::Object InitReduce(Napi::Env env, Napi::Object exports);
+Napi::Object InitCopy(Napi::Env env, Napi::Object exports);
 
 // Per-environment state (one per main thread / worker). Node-API has a single instance-data slot
 // per addon, so every concept that needs per-env state adds a field here; addon.cc owns it.
@@ -44,6 +45,19 @@ bool ArgFd(const Napi::CallbackInfo& info, size_t index, const char* name, int* 
 // Reads a byte count: an integral number in [min, max].
 bool ArgBytes(const Napi::CallbackInfo& info, size_t index, const char* name, uint64_t min,
               uint64_t max, uint64_t* out);
+
+// A typed-array argument: its kind, its length in elements and its first element. Taken from
+// napi_get_typedarray_info directly, which also covers SharedArrayBuffer-backed arrays (going
+// through Napi::TypedArray::ArrayBuffer().Data() does not: it gave a null base for them).
+struct TypedView {
+  napi_typedarray_type type;
+  size_t length;
+  uint8_t* data;
+};
+bool ArgTypedArray(const Napi::CallbackInfo& info, size_t index, const char* name, TypedView* out);
+
+// Bytes per element of a typed-array kind.
+size_t ElementBytes(napi_typedarray_type type);
 
 // Largest integer a JS number holds exactly; sizes beyond it cannot round-trip through JS.
 constexpr uint64_t kMaxSafeInteger = (uint64_t{1} << 53) - 1;

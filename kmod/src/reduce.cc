@@ -100,25 +100,6 @@ bool Run(int32_t op, T* out, const T* a, const T* b, size_t n) {
   return false;
 }
 
-struct View {
-  napi_typedarray_type type;
-  size_t length;
-  uint8_t* data;
-};
-
-bool GetView(const Napi::CallbackInfo& info, size_t i, const char* name, View* v) {
-  if (!info[i].IsTypedArray()) {
-    ThrowArgType(info.Env(), std::string("The \"") + name + "\" argument must be a typed array");
-    return false;
-  }
-  Napi::TypedArray t = info[i].As<Napi::TypedArray>();
-  v->type = t.TypedArrayType();
-  v->length = t.ElementLength();
-  Napi::ArrayBuffer buf = t.ArrayBuffer();
-  v->data = static_cast<uint8_t*>(buf.Data()) + t.ByteOffset();
-  return true;
-}
-
 // An element index or count: what a JS number holds exactly (common.h's byte-count reader).
 bool GetIndex(const Napi::CallbackInfo& info, size_t i, const char* name, size_t* out) {
   uint64_t v;
@@ -128,7 +109,7 @@ bool GetIndex(const Napi::CallbackInfo& info, size_t i, const char* name, size_t
 }
 
 template <typename T>
-bool Dispatch(int32_t op, const View& o, const View& a, const View& b, size_t off, size_t bOff, size_t n) {
+bool Dispatch(int32_t op, const TypedView& o, const TypedView& a, const TypedView& b, size_t off, size_t bOff, size_t n) {
   return Run<T>(op, reinterpret_cast<T*>(o.data) + off, reinterpret_cast<const T*>(a.data) + off,
                 reinterpret_cast<const T*>(b.data) + bOff, n);
 }
@@ -142,10 +123,10 @@ Napi::Value ReduceInto(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   int32_t op = info[0].As<Napi::Number>().Int32Value();
-  View o, a, b;
+  TypedView o, a, b;
   size_t off, bOff, n;
-  if (!GetView(info, 1, "out", &o) || !GetView(info, 2, "a", &a) || !GetIndex(info, 3, "off", &off) ||
-      !GetView(info, 4, "b", &b) || !GetIndex(info, 5, "bOff", &bOff) || !GetIndex(info, 6, "n", &n)) {
+  if (!ArgTypedArray(info, 1, "out", &o) || !ArgTypedArray(info, 2, "a", &a) || !GetIndex(info, 3, "off", &off) ||
+      !ArgTypedArray(info, 4, "b", &b) || !GetIndex(info, 5, "bOff", &bOff) || !GetIndex(info, 6, "n", &n)) {
     return env.Undefined();
   }
   if (o.type != a.type || o.type != b.type) {
@@ -157,14 +138,9 @@ Napi::Value ReduceInto(const Napi::CallbackInfo& info) {
     ThrowArgRange(env, "reduceInto: a range runs past the end of its array");
     return env.Undefined();
   }
-  size_t elem = 0;
-  switch (o.type) {
-    case napi_int8_array: case napi_uint8_array: elem = 1; break;
-    case napi_int16_array: case napi_uint16_array: elem = 2; break;
-    case napi_int32_array: case napi_uint32_array: case napi_float32_array: elem = 4; break;
-    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: elem = 8; break;
-    default: return Napi::Boolean::New(env, false);  // Uint8ClampedArray: clamping stays in JS
-  }
+  // Uint8ClampedArray: clamping stays in JS.
+  if (o.type == napi_uint8_clamped_array) return Napi::Boolean::New(env, false);
+  const size_t elem = ElementBytes(o.type);
   // The JS loop reads b[i] after writing out[i-1]; a vectorized loop does not. Only `a` may
   // share memory with `out` (exactly: in place); any other overlap goes to JS.
   const uint8_t* ob = o.data + off * elem;

@@ -123,3 +123,19 @@ describe('native reduction kernels', () => {
     expect(bytes(got).equals(bytes(want))).toBe(true);
   });
 });
+
+describe('native kernels on SharedArrayBuffer-backed arrays', () => {
+  // Regression: the kernels took their base pointer through the ArrayBuffer object, which is
+  // null for a SharedArrayBuffer (the process crashed on an allreduce of such an array).
+  it('reduce from and into shared memory', () => {
+    const n = 5000;
+    const a = new Float64Array(new SharedArrayBuffer(8 * n)).map((_, i) => i);
+    const b = new Float64Array(n).fill(0.5);
+    const out = new Float64Array(new SharedArrayBuffer(8 * n));
+    expect(reduceInto(0, out, a, 0, b, 0, n)).toBe(true);
+    expect(out[4999]).toBe(4999.5);
+    expect(reduceInto(3, b, b, 0, a, 0, n)).toBe(true);
+    expect(b[0]).toBe(0.5);
+    expect(b[10]).toBe(10);
+  });
+});

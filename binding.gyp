@@ -11,7 +11,8 @@
         "kmod/src/segment.cc",
         "kmod/src/grant.cc",
         "kmod/src/doorbell.cc",
-        "kmod/src/reduce.cc"
+        "kmod/src/reduce.cc",
+        "kmod/src/copy.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

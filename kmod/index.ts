@@ -68,6 +68,7 @@ interface Addon {
   cpuYield(): void;
   FdWatcher: FdWatcherConstructor;
   reduceInto: ReduceInto;
+  copyBytes: CopyBytes;
 }
 
 /**
@@ -137,3 +138,11 @@ export type NumericArray =
  */
 export type ReduceInto = (op: number, out: NumericArray, a: NumericArray, off: number, b: NumericArray, bOff: number, n: number) => boolean;
 export const reduceInto: ReduceInto = addon.reduceInto;
+
+/**
+ * memmove of n bytes from src (at byte srcOff) to dst (at byte dstOff), any typed-array kinds,
+ * SharedArrayBuffer-backed or not; throws on ranges past either array's end. For long copies
+ * into or out of a SharedArrayBuffer, which V8 performs with relaxed atomics (src/copy.cc).
+ */
+export type CopyBytes = (dst: ArrayBufferView, dstOff: number, src: ArrayBufferView, srcOff: number, n: number) => void;
+export const copyBytes: CopyBytes = addon.copyBytes;

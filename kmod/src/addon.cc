@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ivcom::InitGrant(env, exports);
   ivcom::InitDoorbell(env, exports);
   ivcom::InitReduce(env, exports);
+  ivcom::InitCopy(env, exports);
   return exports;
 }
 

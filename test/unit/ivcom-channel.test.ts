@@ -12,6 +12,13 @@ import {
 } from '../../transport/ivcom/layout.js';
 import { makePair, makeSide, msg, pattern, rng, sameBytes, spinUntil } from './ivcom-helpers.js';
 
+let nativeCopy: ((dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number) => void) | undefined;
+try {
+  nativeCopy = (await import('../../kmod/index.js')).copyBytes;
+} catch {
+  nativeCopy = undefined; // the addon is not built: the native variant is skipped
+}
+
 describe('ivcom layout', () => {
   it('sizes segments and inverts the size', () => {
     expect(segmentBytes(4096)).toBe(CTRL_BYTES + 8192);
@@ -86,8 +93,11 @@ describe('ivcom channel', () => {
     expect(b.got[0]!.payload.byteOffset).toBe(0);
   });
 
-  it('streams 64 MiB through a 64 KiB ring (checksum)', async () => {
-    const { a, b } = makePair({ ringBytes: 64 * 1024, chunkBytes: 16 * 1024 });
+  // Both copy paths: TypedArray.set, and the native memmove production uses for long copies.
+  const stream64 = async (copy: typeof nativeCopy): Promise<void> => {
+    let copied = 0;
+    const counted = copy && ((...args: Parameters<NonNullable<typeof copy>>) => (copied++, copy(...args)));
+    const { a, b } = makePair({ ringBytes: 64 * 1024, chunkBytes: 16 * 1024, copy: counted });
     const big = new Uint8Array(64 * 1024 * 1024);
     const r = rng(64);
     const w = new Uint32Array(big.buffer);
@@ -108,7 +118,12 @@ describe('ivcom channel', () => {
     expect(createHash('sha256').update(b.got[0]!.payload).digest('hex')).toBe(want);
     expect(a.fails).toEqual([]);
     expect(b.fails).toEqual([]);
-  });
+    if (copy !== undefined) expect(copied).toBeGreaterThan(2 * (64 * 1024 * 1024) / (16 * 1024) - 10);
+  };
+  it('streams 64 MiB through a 64 KiB ring (checksum), copying with TypedArray.set', () => stream64(undefined));
+  it.skipIf(nativeCopy === undefined)('streams 64 MiB through a 64 KiB ring (checksum), copying with the native memmove', () =>
+    stream64(nativeCopy),
+  );
 
   it('keeps order when small and large messages interleave in both directions', async () => {
     const { a, b } = makePair({ ringBytes: 16 * 1024, chunkBytes: 2048, autoWake: true });

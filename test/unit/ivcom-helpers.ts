@@ -38,6 +38,7 @@ export interface PairOptions {
   sab?: SharedArrayBuffer;
   limits?: ChannelOptions['limits'];
   allocate?: ChannelOptions['allocate'];
+  copy?: ChannelOptions['copy'];
 }
 
 export function makeSide(
@@ -59,6 +60,7 @@ export function makeSide(
     chunkBytes: o.chunkBytes,
     limits: o.limits,
     allocate: o.allocate,
+    copy: o.copy,
     bell: {
       ring: () => {
         side.rings++;

@@ -49,6 +49,7 @@ describe.skipIf(kmod === undefined)('IvcomTransport over the native kmod', () =>
       doorbellRing: k.doorbellRing,
       doorbellDrain: k.doorbellDrain,
       FdWatcher: k.FdWatcher,
+      copyBytes: k.copyBytes,
       closeFd: (fd) => closed.push(fd),
     };
     const handlers = new Map<number, (g: Grant) => void>();

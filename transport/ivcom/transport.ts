@@ -39,6 +39,8 @@ export interface KmodLike {
   FdWatcher: new (fd: number, onReadable: () => void) => FdWatcherLike;
   /** sched_yield(); optional so that fakes in tests need not provide it. */
   cpuYield?(): void;
+  /** memmove between typed arrays (see ChannelOptions.copy); optional for fakes in tests. */
+  copyBytes?(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number): void;
   /** Closes an fd; when absent, node:fs closeSync is used. */
   closeFd?(fd: number): void;
 }
@@ -251,6 +253,7 @@ export class IvcomTransport implements Transport {
         limits: this.limits,
         chunkBytes: this.chunkBytes,
         allocate: this.allocate,
+        copy: this.kmod.copyBytes,
         // Sends waiting for ring space keep the process alive until they are written; an idle
         // channel does not (the runtime keeps the loop alive while it has pending receives).
         onPending: (pending) => {

@@ -1,9 +1,10 @@
 // OSU-style collective latency (osu_allreduce, osu_bcast, osu_barrier, osu_allgather,
 // osu_alltoall) through the public API. Run under ivrun with any number of ranks:
 //   ivrun -n 4 node collectives.js [--json] [--quick] [--ops allreduce,bcast,...] [--max BYTES]
-// For each operation and size: a warm-up that doubles its iteration count until it has run for a
-// quarter of the time budget (the ranks agree on the count through an allreduce outside the
-// timed region), then a loop sized to the budget in which, as in OSU, each operation is timed on
+// For each operation and size: a warm-up that doubles its iteration count until a batch has run
+// for a quarter of the time budget and the point has run 3000 times in all or for 2 s (V8 needs
+// thousands of calls to optimize a large collective's path: POINT_WARMUP_ITERS; the ranks agree
+// on the count through an allreduce outside the timed region), then a loop sized to the budget in which, as in OSU, each operation is timed on
 // its own and followed by an untimed barrier (barrier itself runs back to back). Reported per
 // point: the mean time per operation in microseconds, averaged over the ranks (OSU's "Avg
 // Latency"), with the min and max over the ranks.
@@ -32,6 +33,15 @@ const OPS = (opt('ops') ?? 'allreduce,allreduce-into,bcast,barrier,allgather,all
 const BUDGET_MS = Number(opt('budget-ms') ?? (quick ? 60 : 250));
 const WARMUP_MS = Number(opt('warmup-ms') ?? (quick ? 500 : 2000));
 const MIN_ITERS = 5;
+/**
+ * Every point first runs at least this many times, or for POINT_WARMUP_CAP_MS, untimed. V8
+ * optimizes a path only after it has run for a while, and a large collective runs little
+ * JavaScript per call (its time is copying and reducing), so it takes thousands of calls:
+ * measured, 2 ranks, 1 MiB allreduce into a reused buffer, mean per block of 1000 calls:
+ * 686 299 509 249 236 213 189 172 156 142 µs. OSU's fixed warm-up (10-200 calls) suits C only.
+ */
+const POINT_WARMUP_ITERS = Number(opt('point-warmup-iters') ?? (quick ? 100 : 3000));
+const POINT_WARMUP_CAP_MS = Number(opt('point-warmup-ms') ?? (quick ? 300 : 2000));
 const MAX_ITERS = 20_000;
 
 const comm = await init();
@@ -81,15 +91,21 @@ async function loop(c: Comm, n: number, op: () => Promise<unknown>, sync: boolea
 async function measure(c: Comm, name: string, bytes: number, op: () => Promise<unknown>): Promise<Point> {
   const sync = name !== 'barrier';
   // Warm-up and calibration: double the count until the slowest rank has spent BUDGET/4 of
-  // wall time; the ranks agree on it through an allreduce outside the timed loops.
+  // wall time in the last batch AND the point has run POINT_WARMUP_ITERS times in all (or for
+  // POINT_WARMUP_CAP_MS); the ranks agree on it through an allreduce outside the timed loops.
   let n = 1;
   let wallPerOp = 0;
+  let ran = 0;
+  let spent = 0;
   for (;;) {
     await c.barrier();
     const [, wall] = await loop(c, n, op, sync);
     const us = await c.allreduce(wall, Op.MAX);
     wallPerOp = us / n;
-    if (us >= (BUDGET_MS * 1000) / 4 || n >= MAX_ITERS) break;
+    ran += n;
+    spent += us;
+    const calibrated = us >= (BUDGET_MS * 1000) / 4;
+    if ((calibrated && ran >= POINT_WARMUP_ITERS) || (calibrated && spent >= POINT_WARMUP_CAP_MS * 1000) || n >= MAX_ITERS) break;
     n *= 2;
   }
   const iters = Math.max(MIN_ITERS, Math.min(MAX_ITERS, Math.round((BUDGET_MS * 1000) / Math.max(wallPerOp, 0.01))));

@@ -7,7 +7,7 @@ import type { PeerInfo, TransportMode } from '../transport/bootstrap/protocol.js
 import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Transport, TransportName } from '../transport/transport.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
-import { StateError, TransportUnavailableError } from './errors.js';
+import { OutOfRangeError, StateError, TransportUnavailableError } from './errors.js';
 import { Matcher, type Envelope, type Request } from './match.js';
 
 /** Every completed-at-once send returns this one settled promise: no allocation per message. */
@@ -16,6 +16,18 @@ const NO_BYTES = new Uint8Array(0);
 
 /** Longest run of back-to-back spins before the event loop gets a turn. */
 const FAIRNESS_NS = 2_000_000n;
+
+/** IVCOM_SPIN_US: a fixed spin budget in µs (unset or empty: adaptive). Anything else is refused. */
+export function spinOverride(v: string | undefined, rank: number): number | undefined {
+  if (v === undefined || v.trim() === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) {
+    throw new OutOfRangeError(
+      `rank ${rank}: IVCOM_SPIN_US must be a number of microseconds >= 0 (the spin before sleeping on the doorbell), got '${v}'; unset it for the adaptive default`,
+    );
+  }
+  return n;
+}
 
 export interface EngineInit {
   rank: number;
@@ -71,7 +83,7 @@ export class Engine {
     // core its peer needs to answer, so yield to the kernel almost at once.
     const local = init.peers.filter((p) => p.node === init.peers[init.rank]?.node).length;
     const roomy = local <= os.availableParallelism();
-    const fixed = process.env.IVCOM_SPIN_US;
+    const fixed = spinOverride(process.env.IVCOM_SPIN_US, init.rank);
     const us = (x: number) => BigInt(Math.max(0, Math.round(x * 1000)));
     // Crowded (more local ranks than cores): poll with a yield between polls, so the peer gets
     // the core, and only briefly: a yielding rank still takes turns on the core (the scheduler
@@ -79,7 +91,7 @@ export class Engine {
     // ranks that have work. Measured, 4 ranks on 2 cores, 1 MiB allreduce: 4.1-4.9 ms with
     // 100-300 us of yield-polling, 5.8 ms with 1 ms, 9-10 ms adapting up to 2 ms, 46 ms with 20 ms.
     this.crowded = !roomy;
-    this.spinBudgetNs = us(fixed !== undefined ? Number(fixed) : roomy ? 50 : 100);
+    this.spinBudgetNs = us(fixed ?? (roomy ? 50 : 100));
     // Adaptive: a wait that the doorbell ended soon after the spin gave up means the spin was
     // just too short (e.g. the peer handles a window of messages before it answers): spin
     // longer next time. A long sleep means the peer was really idle: spin less.

@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { spinOverride } from '../../runtime/engine.js';
+
+describe('IVCOM_SPIN_US', () => {
+  it('unset or empty leaves the adaptive spin; a number of µs fixes it', () => {
+    expect(spinOverride(undefined, 0)).toBeUndefined();
+    expect(spinOverride('', 0)).toBeUndefined(); // was read as 0: no spin at all
+    expect(spinOverride(' ', 0)).toBeUndefined();
+    expect(spinOverride('0', 0)).toBe(0);
+    expect(spinOverride('250', 0)).toBe(250);
+    expect(spinOverride('2.5', 0)).toBe(2.5);
+  });
+
+  it('anything else is refused, naming the rank, the variable and the value', () => {
+    for (const bad of ['abc', '-1', 'Infinity', '1ms']) {
+      expect(() => spinOverride(bad, 3)).toThrow(
+        expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(new RegExp(`rank 3: IVCOM_SPIN_US .*'${bad}'`)) }),
+      );
+    }
+  });
+});

@@ -19,7 +19,7 @@ import { bcastFlat } from './bcast.js';
 import { reduceImpl } from './reduce.js';
 import { ringAllgather, ringReduceScatter } from './ring.js';
 import { pieceElems, selectAllreduce } from './select.js';
-import { cloneValue, floorPow2, mod, nextTagBase, subPort, topology } from './util.js';
+import { cloneValue, exchange, floorPow2, mod, nextTagBase, subPort, topology } from './util.js';
 
 /** Recursive doubling on prepared values (tags tag..tag+2). */
 export async function allreduceRecursiveDoubling(p: CollPort, x: unknown, red: Reducer, tag: number): Promise<unknown> {
@@ -31,8 +31,7 @@ export async function allreduceRecursiveDoubling(p: CollPort, x: unknown, red: R
   let newrank: number;
   if (rank < 2 * rem) {
     if (rank % 2 === 0) {
-      const [, result] = await Promise.all([p.send(acc, rank + 1, tag), p.recv(rank + 1, tag + 1)]);
-      return result;
+      return await exchange(p, acc, rank + 1, rank + 1, tag, tag + 1);
     }
     acc = red.combine(await p.recv(rank - 1, tag), acc);
     newrank = rank >> 1;
@@ -42,7 +41,7 @@ export async function allreduceRecursiveDoubling(p: CollPort, x: unknown, red: R
   for (let mask = 1; mask < pof2; mask <<= 1) {
     const np = newrank ^ mask;
     const partner = np < rem ? np * 2 + 1 : np + rem;
-    const [, v] = await Promise.all([p.send(acc, partner, tag + 2), p.recv(partner, tag + 2)]);
+    const v = await exchange(p, acc, partner, partner, tag + 2);
     acc = np < newrank ? red.combine(v, acc) : red.combine(acc, v);
   }
   if (rank < 2 * rem) await p.send(acc, rank - 1, tag + 1);
@@ -74,10 +73,11 @@ export async function allreduceImpl(p: CollPort, x: unknown, red: Reducer, tag: 
   const kind = typedKind(x);
   const bytes = kind !== undefined ? (x as AnyTypedArray).byteLength : -1;
   switch (selectAllreduce(p, bytes, red.builtin !== null, flat)) {
+    // `return await`: returning the promise itself from an async function costs two more ticks.
     case 'ring':
-      return allreduceRing(p, x as AnyTypedArray, red, tag);
+      return await allreduceRing(p, x as AnyTypedArray, red, tag);
     case 'recursive-doubling':
-      return allreduceRecursiveDoubling(p, x, red, tag);
+      return await allreduceRecursiveDoubling(p, x, red, tag);
     case 'hierarchical': {
       const t = topology(p);
       const host = t.hosts[t.hostIndex[p.rank]!]!;

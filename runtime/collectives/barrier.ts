@@ -4,26 +4,27 @@
 
 import type { CollPort } from './port.js';
 import { useHierarchy } from './select.js';
-import { mod, nextTagBase, subPort, topology } from './util.js';
+import { exchange, mod, nextTagBase, subPort, topology } from './util.js';
 
-const TOKEN = 0;
+/** Raw bytes, not a value: no msgpack encoding or decoding per signal. */
+const TOKEN = new Uint8Array(0);
 
 /** Dissemination barrier on `p` with one tag (the partner of every round is distinct). */
 export async function disseminationBarrier(p: CollPort, tag: number): Promise<void> {
   const { rank, size } = p;
   for (let d = 1; d < size; d *= 2) {
-    await Promise.all([p.send(TOKEN, mod(rank + d, size), tag), p.recv(mod(rank - d, size), tag)]);
+    await exchange(p, TOKEN, mod(rank + d, size), mod(rank - d, size), tag);
   }
 }
 
 export async function barrierImpl(p: CollPort, tag: number): Promise<void> {
   if (p.size === 1) return;
-  if (!useHierarchy(p)) return disseminationBarrier(p, tag);
+  if (!useHierarchy(p)) return await disseminationBarrier(p, tag);
   const t = topology(p);
   const mine = t.hosts[t.hostIndex[p.rank]!]!;
   const leader = mine[0]!;
   if (p.rank !== leader) {
-    await Promise.all([p.send(TOKEN, leader, tag), p.recv(leader, tag + 2)]);
+    await exchange(p, TOKEN, leader, leader, tag, tag + 2);
     return;
   }
   await Promise.all(mine.slice(1).map((r) => p.recv(r, tag)));
@@ -31,6 +32,6 @@ export async function barrierImpl(p: CollPort, tag: number): Promise<void> {
   await Promise.all(mine.slice(1).map((r) => p.send(TOKEN, r, tag + 2)));
 }
 
-export async function barrier(p: CollPort): Promise<void> {
+export function barrier(p: CollPort): Promise<void> {
   return barrierImpl(p, nextTagBase(p));
 }

@@ -99,6 +99,21 @@ export function checkEntries(what: string, a: unknown, p: CollPort): unknown[] {
 const noop = (): void => {};
 
 /**
+ * Sends `v` to `dest` (tag `tag`) and receives from `source` (tag `recvTag`), both posted before
+ * anything is awaited; resolves with the received value once the send is complete too. The
+ * exchange at the heart of every small collective: two awaits cost ~0.3 us, Promise.all([send,
+ * recv]) ~0.6-1 us (measured, Node 20). The send is marked handled first, so its failure while
+ * the receive is awaited is never an unhandled rejection (the receive fails with the same cause).
+ */
+export async function exchange(p: CollPort, v: unknown, dest: number, source: number, tag: number, recvTag = tag): Promise<unknown> {
+  const s = p.send(v, dest, tag);
+  s.catch(noop);
+  const r = await p.recv(source, recvTag);
+  await s;
+  return r;
+}
+
+/**
  * Collects promises that are awaited later, and marks them handled right away: when the
  * collective fails half-way (and so never awaits them) they must not become unhandled rejections.
  */

@@ -251,3 +251,30 @@ describe.each(SIZES)('collectives on %i ranks', (size) => {
     }
   });
 });
+
+describe('exchange (the step of the small collectives)', () => {
+  it('fails at once when its send fails, even though the receive never completes', async () => {
+    const { exchange } = await import('../../runtime/collectives/util.js');
+    const boom = Object.assign(new Error('cannot encode'), { code: 'ERR_TEST' });
+    let received = false;
+    const port = {
+      rank: 0,
+      size: 2,
+      worldRank: 0,
+      send: () => Promise.reject(boom),
+      recv: () => new Promise<unknown>(() => {}), // the peer never sends
+      hostOf: () => 0,
+    };
+    await expect(exchange(port, 1, 1, 1, 7)).rejects.toBe(boom);
+    // And a receive that fails later is not an unhandled rejection (vitest would report it).
+    let fail!: (e: Error) => void;
+    const port2 = { ...port, recv: () => new Promise<unknown>((_, rej) => (fail = rej)) };
+    await expect(exchange(port2, 1, 1, 1, 7)).rejects.toBe(boom);
+    fail(new Error('channel closed'));
+    await new Promise((r) => setTimeout(r, 10));
+    // The happy path: the received value, once the send is done.
+    const port3 = { ...port, send: () => Promise.resolve(), recv: () => ((received = true), Promise.resolve(42)) };
+    await expect(exchange(port3, 1, 1, 1, 7)).resolves.toBe(42);
+    expect(received).toBe(true);
+  });
+});

@@ -51,6 +51,10 @@ interface RankState {
   code: number | null;
   signal: NodeJS.Signals | null;
   abortReason?: string;
+  /** The peer whose loss made this rank abort (its own failure is the cause to report). */
+  lostPeer?: RankState;
+  /** This rank's failure, held back until its lost peer's exit is seen (or a grace period). */
+  heldFailure?: () => void;
   finalized: boolean;
   stderr: LineSink;
   streams: Promise<void>;
@@ -175,13 +179,8 @@ export class Job {
         st.abortReason = m.reason;
         const code = Number.isInteger(m.code) && m.code > 0 && m.code < 256 ? m.code : 1;
         const lost = this.ranks[m.lostPeer ?? -1];
-        if (lost !== undefined && lost !== st && !this.tearingDown) {
-          // A consequence, not a cause: this rank lost `lost`, whose own exit is about to be
-          // reported. Give that a moment to arrive so the job is blamed on the right rank.
-          setTimeout(() => this.fail(st, `aborted the job: ${m.reason}`, code), SECONDARY_GRACE_MS).unref();
-          return;
-        }
-        this.fail(st, `aborted the job: ${m.reason}`, code);
+        if (lost !== undefined && lost !== st) st.lostPeer = lost;
+        this.failUnlessSecondary(st, `aborted the job: ${m.reason}`, code);
         return;
       }
       case 'finalize':
@@ -218,11 +217,14 @@ export class Job {
     st.signal = signal;
     if (!this.tearingDown) {
       if (signal) this.fail(st, `was killed by signal ${signal}`, 128 + (osConstants.signals[signal] ?? 0));
-      else if (code !== 0) this.fail(st, `exited with code ${code}${this.cause(st)}`, code ?? 1);
+      else if (code !== 0) this.failUnlessSecondary(st, `exited with code ${code}${this.cause(st)}`, code ?? 1);
       else if (!st.hello && this.ranks.some((r) => r.hello) && !this.started) {
         this.fail(st, 'exited before calling init() while the other ranks wait for it at startup', 1);
       }
     }
+    // Failures held back for this rank's exit: reported now if its own exit did not end the job
+    // (it exited cleanly, or it was not the cause), before the job can finish without them.
+    for (const r of this.ranks) if (r.lostPeer === st) r.heldFailure?.();
     if (this.ranks.length === this.o.plan.size && this.ranks.every((r) => r.exited)) void this.finish();
   }
 
@@ -230,6 +232,27 @@ export class Job {
     if (st.abortReason) return ` (${st.abortReason})`;
     const line = [...st.stderr.tail].reverse().find((l) => /^\s*(\w*Error|Uncaught|\w*Exception)\b/.test(l));
     return line ? ` (${line.trim()})` : '';
+  }
+
+  /**
+   * A rank that aborted because it lost a peer is a consequence, not a cause: that peer's own
+   * exit is about to be reported. Give it a moment to arrive so the job is blamed on the right
+   * rank. Both the rank's abort message and its exit come here: either may be seen first.
+   */
+  private failUnlessSecondary(st: RankState, why: string, code: number): void {
+    const lost = st.lostPeer;
+    if (lost !== undefined && !lost.exited && !this.tearingDown) {
+      const failNow = (): void => {
+        if (st.heldFailure !== failNow) return; // already reported
+        st.heldFailure = undefined;
+        clearTimeout(timer);
+        this.fail(st, why, code);
+      };
+      const timer = setTimeout(failNow, SECONDARY_GRACE_MS);
+      st.heldFailure = failNow;
+      return;
+    }
+    this.fail(st, why, code);
   }
 
   private fail(st: RankState, why: string, code: number): void {

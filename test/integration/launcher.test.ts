@@ -32,6 +32,24 @@ describe('ivrun', () => {
     expect(r.leftovers).toEqual([]);
   });
 
+  // A rank that only lost a peer is a consequence; its report may reach ivrun (abort message,
+  // then its exit) before the peer's own exit does. Seen in CI: 'rank 1 exited with code 1
+  // (uncaught PeerLostError ... ECONNRESET)' was named instead of the rank that exited with 3.
+  it('blames the rank that died, not the one that reported losing it first', async () => {
+    const r = await ivrun(['-n', '4', 'node', P2P, 'lostfirst']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/ivrun: rank 2 exited with code 3/);
+    expect(r.stderr).not.toMatch(/ivrun: rank 1 /);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('still fails the job when the lost peer then exits cleanly', async () => {
+    const r = await ivrun(['-n', '4', 'node', P2P, 'lostclean']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/ivrun: rank 1 (aborted the job|exited with code 1).*PeerLostError/);
+    expect(r.leftovers).toEqual([]);
+  });
+
   it('comm.abort(code) ends the job with that code', async () => {
     const r = await ivrun(['-n', '3', 'node', P2P, 'abortjob']);
     expect(r.code).toBe(7);

@@ -242,14 +242,13 @@ export class Job {
   private failUnlessSecondary(st: RankState, why: string, code: number): void {
     const lost = st.lostPeer;
     if (lost !== undefined && !lost.exited && !this.tearingDown) {
-      const failNow = (): void => {
-        if (st.heldFailure !== failNow) return; // already reported
+      if (st.heldFailure !== undefined) return; // its abort is already held; the exit adds nothing
+      const timer = setTimeout(() => st.heldFailure?.(), SECONDARY_GRACE_MS);
+      st.heldFailure = () => {
         st.heldFailure = undefined;
         clearTimeout(timer);
         this.fail(st, why, code);
       };
-      const timer = setTimeout(failNow, SECONDARY_GRACE_MS);
-      st.heldFailure = failNow;
       return;
     }
     this.fail(st, why, code);

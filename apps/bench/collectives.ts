@@ -4,10 +4,10 @@
 // For each operation and size: a warm-up that doubles its iteration count until a batch has run
 // for a quarter of the time budget and the point has run 3000 times in all or for 2 s (V8 needs
 // thousands of calls to optimize a large collective's path: POINT_WARMUP_ITERS; the ranks agree
-// on the count through an allreduce outside the timed region), then a loop sized to the budget in which, as in OSU, each operation is timed on
-// its own and followed by an untimed barrier (barrier itself runs back to back). Reported per
-// point: the mean time per operation in microseconds, averaged over the ranks (OSU's "Avg
-// Latency"), with the min and max over the ranks.
+// on the count through an allreduce outside the timed region), then a loop sized to the budget
+// in which, as in OSU, each operation is timed on its own and followed by an untimed barrier
+// (barrier itself runs back to back). Reported per point: the mean time per operation in
+// microseconds, averaged over the ranks (OSU's "Avg Latency"), with the min and max over the ranks.
 //   allreduce   Float64Array, Op.SUM, sizes 8 B .. 1 MiB (a fresh result every call)
 //   allreduce-into  the same into one reused result buffer ({ into }, as OSU's recvbuf)
 //   bcast       Float64Array from rank 0, 8 B .. 1 MiB
@@ -105,7 +105,7 @@ async function measure(c: Comm, name: string, bytes: number, op: () => Promise<u
     ran += n;
     spent += us;
     const calibrated = us >= (BUDGET_MS * 1000) / 4;
-    if ((calibrated && ran >= POINT_WARMUP_ITERS) || (calibrated && spent >= POINT_WARMUP_CAP_MS * 1000) || n >= MAX_ITERS) break;
+    if ((calibrated && (ran >= POINT_WARMUP_ITERS || spent >= POINT_WARMUP_CAP_MS * 1000)) || n >= MAX_ITERS) break;
     n *= 2;
   }
   const iters = Math.max(MIN_ITERS, Math.min(MAX_ITERS, Math.round((BUDGET_MS * 1000) / Math.max(wallPerOp, 0.01))));

@@ -14,6 +14,7 @@ import {
   scan,
   scatter,
 } from '../../runtime/collectives/index.js';
+import { exchange } from '../../runtime/collectives/util.js';
 import { withWorld } from '../helpers/memport.js';
 
 const SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -254,7 +255,6 @@ describe.each(SIZES)('collectives on %i ranks', (size) => {
 
 describe('exchange (the step of the small collectives)', () => {
   it('fails at once when its send fails, even though the receive never completes', async () => {
-    const { exchange } = await import('../../runtime/collectives/util.js');
     const boom = Object.assign(new Error('cannot encode'), { code: 'ERR_TEST' });
     let received = false;
     const port = {

@@ -12,7 +12,7 @@ import type {
   Upcalls,
 } from '../transport.js';
 import { BootstrapError, IvcomError, OutOfRangeError, StateError } from '../../runtime/errors.js';
-import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions } from './channel.js';
+import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions, type CopyBytes } from './channel.js';
 import type { Grant, GrantSource } from './grant.js';
 import {
   DEFAULT_CHUNK_BYTES,
@@ -40,7 +40,7 @@ export interface KmodLike {
   /** sched_yield(); optional so that fakes in tests need not provide it. */
   cpuYield?(): void;
   /** memmove between typed arrays (see ChannelOptions.copy); optional for fakes in tests. */
-  copyBytes?(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number): void;
+  copyBytes?: CopyBytes;
   /** Closes an fd; when absent, node:fs closeSync is used. */
   closeFd?(fd: number): void;
 }

@@ -5,32 +5,32 @@
 
 import * as kmod from '../kmod/index.js';
 import { segmentBytes } from '../transport/ivcom/layout.js';
-import type { GrantBroker } from './job.js';
-import type { Plan } from './plan.js';
+import type { GrantBroker } from './agent.js';
 
 export class KmodGrantBroker implements GrantBroker {
-  /** Per rank: [ivrun's end, the rank's end] of a SOCK_SEQPACKET pair. */
-  private readonly pairs: Array<[number, number]>;
-  private readonly granted = new Set<number>();
+  /** Per local rank: [the agent's end, the rank's end] of a SOCK_SEQPACKET pair. */
+  private readonly pairs = new Map<number, [number, number]>();
+  private readonly granted = new Set<string>();
   private readonly bytes: number;
   private closed = false;
 
+  /** `ranks`: the ranks of this host, the only ones that can share memory with each other. */
   constructor(
-    private readonly plan: Plan,
+    ranks: number[],
     private readonly jobId: string,
     ringBytes: number,
   ) {
     this.bytes = segmentBytes(ringBytes);
-    this.pairs = plan.ranks.map(() => kmod.socketPair());
+    for (const r of ranks) this.pairs.set(r, kmod.socketPair());
   }
 
   rankFd(rank: number): number | undefined {
-    return this.pairs[rank]?.[1];
+    return this.pairs.get(rank)?.[1];
   }
 
   spawned(rank: number): void {
-    const pair = this.pairs[rank]!;
-    if (pair[1] >= 0) {
+    const pair = this.pairs.get(rank);
+    if (pair !== undefined && pair[1] >= 0) {
       kmod.closeFd(pair[1]);
       pair[1] = -1;
     }
@@ -40,11 +40,11 @@ export class KmodGrantBroker implements GrantBroker {
     if (this.closed) return;
     const a = Math.min(from, to);
     const b = Math.max(from, to);
-    const key = a * this.plan.size + b;
+    const key = `${a}:${b}`;
     if (this.granted.has(key)) return;
     this.granted.add(key);
-    // Co-residency is the plan's decision alone: ranks on different hosts never share memory.
-    if (this.plan.ranks[a]!.node !== this.plan.ranks[b]!.node) return;
+    // Co-residency is the plan's decision alone: only ranks of this host share its memory.
+    if (!this.pairs.has(a) || !this.pairs.has(b)) return;
     const seg = kmod.segmentCreate(`ivcom-${this.jobId}-${a}-${b}`, this.bytes);
     const bellA = kmod.eventfdCreate();
     const bellB = kmod.eventfdCreate();
@@ -60,7 +60,7 @@ export class KmodGrantBroker implements GrantBroker {
 
   private push(rank: number, fds: number[], what: { peer: number; bytes: number; low: boolean }): void {
     try {
-      kmod.sendFds(this.pairs[rank]![0], fds, Buffer.from(JSON.stringify(what)));
+      kmod.sendFds(this.pairs.get(rank)![0], fds, Buffer.from(JSON.stringify(what)));
     } catch {
       // The rank is gone (EPIPE): its peer will learn that from the supervisor, not from here.
     }
@@ -69,7 +69,7 @@ export class KmodGrantBroker implements GrantBroker {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const p of this.pairs) {
+    for (const p of this.pairs.values()) {
       for (const fd of p) if (fd >= 0) kmod.closeFd(fd);
     }
   }

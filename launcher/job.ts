@@ -1,150 +1,203 @@
-// A job: spawn the ranks, serve the bootstrap channel, forward output, supervise, clean up.
-// ivrun plays Xen's dom0 here: it owns the registry of ranks, hands out the job secret and the
-// channel grants, and is the only one that can end the job.
+// A job: start every host's agent, serve the bootstrap (registry, startup barrier), forward
+// output, supervise, end. ivrun plays Xen's dom0 of dom0s here: it owns the registry of ranks,
+// hands out the job secret, and is the only one that can end the job. Each host's agent (the
+// host's own dom0) spawns, grants and watches that host's ranks.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import {
-  BOOTSTRAP_FD_ENV,
-  readMessages,
-  writeMessage,
-  type PeerInfo,
-  type RankMessage,
-  type TransportMode,
-} from '../transport/bootstrap/protocol.js';
-import { forwardLines, type LineSink } from './output.js';
-import type { Plan } from './plan.js';
+import type { PeerInfo, RankMessage, TransportMode } from '../transport/bootstrap/protocol.js';
+import type { HostSpec, Isolation } from './agent-protocol.js';
+import { LocalHost } from './hosts/local.js';
+import type { HostEvents, HostLink } from './hosts/link.js';
+import { RemoteHost } from './hosts/remote.js';
+import type { Plan, PlanHost } from './plan.js';
 
 export interface JobOptions {
   jobId: string;
   plan: Plan;
   command: string[];
+  /** Environment of the ranks on this host. */
   env: Record<string, string>;
+  /** What ranks on other hosts get over their agent's environment (-x exports only, as mpirun). */
+  exports: Record<string, string>;
+  cwd: string;
   tagOutput: boolean;
   timeoutSec?: number;
   transport: TransportMode;
+  isolation: Isolation;
   ringBytes: number;
+  /** argv that runs a host's agent; undefined: the host is this machine. */
+  launcherFor(host: PlanHost): string[] | undefined;
   /** Grace between SIGTERM and SIGKILL when the job is torn down. */
   killGraceMs?: number;
 }
 
-/** A broker for channel grants (the shared-memory transport); absent → ranks use TCP only. */
-export interface GrantBroker {
-  /** The fd a rank's process should inherit to receive grants on, or undefined. */
-  rankFd(rank: number): number | undefined;
-  /** `from` asked for a channel to `to`. */
-  request(from: number, to: number): void;
-  /** Called after spawning: the launcher's copies of the rank ends can go. */
-  spawned(rank: number): void;
-  close(): void;
-}
-
 interface RankState {
   rank: number;
-  child: ChildProcess;
-  ctl: Socket;
+  host: HostLink | undefined;
+  hostName: string;
   hello?: { host: string; port: number; pid: number };
   exited: boolean;
-  code: number | null;
-  signal: NodeJS.Signals | null;
   abortReason?: string;
   /** The peer whose loss made this rank abort (its own failure is the cause to report). */
   lostPeer?: RankState;
   /** This rank's failure, held back until its lost peer's exit is seen (or a grace period). */
   heldFailure?: () => void;
   finalized: boolean;
-  stderr: LineSink;
-  streams: Promise<void>;
+  /** Last lines the rank wrote to stderr, to name the cause when it fails. */
+  tail: string[];
 }
 
-const SETPRIV = '/usr/bin/setpriv';
 /** How long a rank that only lost a peer waits for that peer's own failure to be reported. */
 const SECONDARY_GRACE_MS = 250;
+/** After the final SIGKILL, how long a host may take to report its ranks' exits before its link is cut. */
+const HOST_SILENCE_MS = 3000;
+/** Stderr lines kept per rank to name a failure's cause. */
+const TAIL_LINES = 30;
+/** setTimeout's ceiling (2^31 - 1 ms, ~24.8 days): a longer --timeout is waited out in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class Job {
-  private readonly ranks: RankState[] = [];
+  private readonly ranks: RankState[];
+  private readonly hosts: HostLink[] = [];
   private readonly secret = randomBytes(32);
   readonly jobId: string;
   private tearingDown = false;
   private exitCode = 0;
   private started = false;
+  private finishing = false;
   private killTimer: NodeJS.Timeout | undefined;
+  private silenceTimer: NodeJS.Timeout | undefined;
   private timeoutTimer: NodeJS.Timeout | undefined;
   private resolveDone!: (code: number) => void;
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
-  constructor(
-    private readonly o: JobOptions,
-    private readonly grants?: GrantBroker,
-  ) {
+  constructor(private readonly o: JobOptions) {
     this.jobId = o.jobId;
+    this.ranks = o.plan.ranks.map((p) => ({
+      rank: p.rank,
+      host: undefined,
+      hostName: o.plan.hosts[p.node]!.name,
+      exited: false,
+      finalized: false,
+      tail: [],
+    }));
   }
 
   start(): void {
-    const { plan, command } = this.o;
-    // With setpriv, a rank gets SIGKILL the moment ivrun dies, however it dies: no orphans even
-    // if ivrun itself is SIGKILLed. The runtime also leaves when its control channel closes.
-    const prefix = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'KILL', '--'] : [];
-    const [file, ...args] = [...prefix, ...command];
-    for (const p of plan.ranks) {
-      const grantFd = this.grants?.rankFd(p.rank);
-      const stdio: Array<'pipe' | 'ignore' | 'inherit' | number> = [p.rank === 0 ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
-      if (grantFd !== undefined) stdio.push(grantFd);
-      const env: Record<string, string> = {
-        ...this.o.env,
-        IVCOM_RANK: String(p.rank),
-        IVCOM_SIZE: String(plan.size),
-        IVCOM_DOMAIN: String(p.domain),
-        IVCOM_NODE: String(p.node),
-        IVCOM_JOBID: this.jobId,
-        [BOOTSTRAP_FD_ENV]: '3',
-      };
-      if (grantFd !== undefined) env.IVCOM_GRANT_FD = '4';
-      const child = spawn(file!, args, { stdio, env, detached: true });
-      this.grants?.spawned(p.rank);
-      const ctl = child.stdio[3] as Socket;
-      const tag = this.o.tagOutput ? `[${p.rank}] ` : '';
-      const st: RankState = {
-        rank: p.rank,
-        child,
-        ctl,
-        exited: false,
-        code: null,
-        signal: null,
-        finalized: false,
-        stderr: { tail: [] },
-        streams: Promise.resolve(),
-      };
-      st.streams = Promise.all([
-        forwardLines(child.stdout!, process.stdout, tag),
-        forwardLines(child.stderr!, process.stderr, tag, st.stderr),
-      ]).then(() => {});
-      this.ranks.push(st);
-      if (p.rank === 0 && child.stdin) {
-        child.stdin.on('error', () => {});
-        if (!process.stdin.isTTY) process.stdin.pipe(child.stdin);
+    if (this.o.timeoutSec !== undefined) this.armTimeout(this.o.timeoutSec * 1000);
+    void this.launch();
+  }
+
+  private armTimeout(ms: number): void {
+    this.timeoutTimer = setTimeout(() => {
+      if (ms > MAX_TIMER_MS) return this.armTimeout(ms - MAX_TIMER_MS);
+      const running = this.ranks.filter((r) => !r.exited).map((r) => r.rank);
+      this.say(`job timed out after ${this.o.timeoutSec} s (--timeout); ending ranks ${running.join(', ')}`);
+      this.teardown(124);
+    }, Math.min(ms, MAX_TIMER_MS));
+  }
+
+  /** Every other host first (their agents start in parallel), then this one. */
+  private async launch(): Promise<void> {
+    const { plan } = this.o;
+    const spec = (h: PlanHost, node: number): Omit<HostSpec, 'address' | 'stdin'> => ({
+      jobId: this.jobId,
+      node,
+      size: plan.size,
+      ranks: h.ranks.map((r) => ({ rank: r, domain: plan.ranks[r]!.domain })),
+      command: this.o.command,
+      env: this.o.exports,
+      cwd: this.o.cwd,
+      isolation: this.o.isolation,
+      transport: this.o.transport,
+      ringBytes: this.o.ringBytes,
+    });
+    const remotes: Array<Promise<{ head?: string }>> = [];
+    let local: { host: PlanHost; node: number } | undefined;
+    plan.hosts.forEach((h, node) => {
+      const launcher = this.o.launcherFor(h);
+      if (launcher === undefined) {
+        local = { host: h, node };
+        return;
       }
-      child.on('error', (err) => {
-        this.fail(st, `could not be started: ${err.message}. Is '${command[0]}' on PATH?`, 127);
-      });
-      child.on('exit', (code, signal) => this.onExit(st, code, signal));
-      ctl.on('error', () => {});
-      readMessages<RankMessage>(
-        ctl,
-        (m) => this.onMessage(st, m),
-        (line) => this.fail(st, `broke the control protocol (sent ${JSON.stringify(line.slice(0, 60))})`, 1),
+      const link = new RemoteHost(h.name, launcher, spec(h, node), this.events(h));
+      this.attach(h, link);
+      remotes.push(
+        link.ready.catch((err: Error) => {
+          this.hostFailed(h, err.message);
+          return {};
+        }),
       );
+    });
+    // The head's ranks listen where the other hosts can reach them.
+    const seen = await Promise.all(remotes);
+    if (local === undefined) return;
+    const { host, node } = local;
+    if (this.tearingDown) return this.hostFailed(host, 'not started: the job is ending');
+    const address = remotes.length === 0 ? '127.0.0.1' : (seen.find((s) => s.head !== undefined)?.head ?? '127.0.0.1');
+    try {
+      const link = await LocalHost.start({ ...spec(host, node), env: this.o.env, address, stdin: true }, this.events(host));
+      this.attach(host, link);
+      if (this.tearingDown) link.kill('SIGKILL');
+    } catch (err) {
+      this.hostFailed(host, (err as Error).message);
     }
-    if (this.o.timeoutSec !== undefined) {
-      this.timeoutTimer = setTimeout(() => {
-        const running = this.ranks.filter((r) => !r.exited).map((r) => r.rank);
-        this.say(`job timed out after ${this.o.timeoutSec} s (--timeout); ending ranks ${running.join(', ')}`);
-        this.teardown(124);
-      }, this.o.timeoutSec * 1000);
+  }
+
+  private attach(h: PlanHost, link: HostLink): void {
+    this.hosts.push(link);
+    for (const r of h.ranks) this.ranks[r]!.host = link;
+  }
+
+  private events(h: PlanHost): HostEvents {
+    const of = (rank: number) => {
+      const st = this.ranks[rank];
+      // An agent speaks only for its own ranks; anything else is a broken agent, not a rank.
+      return st !== undefined && h.ranks.includes(rank) ? st : undefined;
+    };
+    return {
+      message: (rank, msg) => {
+        const st = of(rank);
+        if (st) this.onMessage(st, msg);
+      },
+      exit: (rank, code, signal) => {
+        const st = of(rank);
+        if (st && !st.exited) this.onExit(st, code, signal);
+      },
+      line: (rank, fd, text) => {
+        const st = of(rank);
+        if (st === undefined) return;
+        if (fd === 2) {
+          st.tail.push(text);
+          if (st.tail.length > TAIL_LINES) st.tail.shift();
+        }
+        try {
+          (fd === 1 ? process.stdout : process.stderr).write((this.o.tagOutput ? `[${rank}] ` : '') + text + '\n');
+        } catch {
+          // Our own stdout went away (e.g. piped into `head`); keep draining the rank.
+        }
+      },
+      failed: (rank, why, code) => {
+        const st = of(rank);
+        if (st) this.fail(st, why, code);
+      },
+      lost: (why) => this.hostFailed(h, why),
+    };
+  }
+
+  /** A host that could not start, or whose link broke: its ranks are gone with it. */
+  private hostFailed(h: PlanHost, why: string): void {
+    const lost = h.ranks.map((r) => this.ranks[r]!).filter((r) => !r.exited);
+    if (lost.length === 0) return;
+    if (!this.tearingDown) {
+      const names = lost.length === 1 ? `rank ${lost[0]!.rank}` : `ranks ${lost[0]!.rank}-${lost[lost.length - 1]!.rank}`;
+      this.say(`host ${h.name} (${names}): ${why}; ending the job`);
+      this.teardown(1);
     }
+    for (const r of lost) r.exited = true;
+    for (const r of this.ranks) if (r.lostPeer !== undefined && lost.includes(r.lostPeer)) r.heldFailure?.();
+    this.maybeFinish();
   }
 
   /** SIGINT/SIGTERM to ivrun: pass it on to every rank, then make sure they go. */
@@ -165,16 +218,9 @@ export class Job {
           return;
         }
         st.hello = { host: m.host, port: m.port, pid: m.pid };
-        if (this.ranks.length === this.o.plan.size && this.ranks.every((r) => r.hello)) this.release();
+        if (this.ranks.every((r) => r.hello)) this.release();
         return;
       }
-      case 'grant':
-        if (!this.started || !Number.isInteger(m.peer) || m.peer < 0 || m.peer >= this.o.plan.size || m.peer === st.rank) {
-          this.fail(st, `asked for a channel to invalid rank ${m.peer}`, 1);
-        } else if (!this.grants) {
-          this.fail(st, 'asked for a shared-memory channel but this ivrun has no grant broker', 1);
-        } else this.grants.request(st.rank, m.peer);
-        return;
       case 'abort': {
         st.abortReason = m.reason;
         const code = Number.isInteger(m.code) && m.code > 0 && m.code < 256 ? m.code : 1;
@@ -186,11 +232,14 @@ export class Job {
       case 'finalize':
         st.finalized = true;
         return;
+      case 'grant':
+        return; // the host's agent serves grants; one never reaches the job
     }
   }
 
   /** Everyone registered: the startup barrier opens and each rank learns its peers. */
   private release(): void {
+    if (this.tearingDown) return;
     this.started = true;
     const peers: PeerInfo[] = this.o.plan.ranks.map((p) => ({
       host: this.ranks[p.rank]!.hello!.host,
@@ -199,7 +248,7 @@ export class Job {
       domain: p.domain,
     }));
     for (const r of this.ranks) {
-      writeMessage(r.ctl, {
+      r.host?.send(r.rank, {
         op: 'start',
         jobId: this.jobId,
         size: this.o.plan.size,
@@ -213,8 +262,6 @@ export class Job {
 
   private onExit(st: RankState, code: number | null, signal: NodeJS.Signals | null): void {
     st.exited = true;
-    st.code = code;
-    st.signal = signal;
     if (!this.tearingDown) {
       if (signal) this.fail(st, `was killed by signal ${signal}`, 128 + (osConstants.signals[signal] ?? 0));
       else if (code !== 0) this.failUnlessSecondary(st, `exited with code ${code}${this.cause(st)}`, code ?? 1);
@@ -225,12 +272,12 @@ export class Job {
     // Failures held back for this rank's exit: reported now if its own exit did not end the job
     // (it exited cleanly, or it was not the cause), before the job can finish without them.
     for (const r of this.ranks) if (r.lostPeer === st) r.heldFailure?.();
-    if (this.ranks.length === this.o.plan.size && this.ranks.every((r) => r.exited)) void this.finish();
+    this.maybeFinish();
   }
 
   private cause(st: RankState): string {
     if (st.abortReason) return ` (${st.abortReason})`;
-    const line = [...st.stderr.tail].reverse().find((l) => /^\s*(\w*Error|Uncaught|\w*Exception)\b/.test(l));
+    const line = [...st.tail].reverse().find((l) => /^\s*(\w*Error|Uncaught|\w*Exception)\b/.test(l));
     return line ? ` (${line.trim()})` : '';
   }
 
@@ -257,7 +304,8 @@ export class Job {
   private fail(st: RankState, why: string, code: number): void {
     if (this.tearingDown) return;
     const running = this.ranks.filter((r) => !r.exited && r !== st).length;
-    this.say(`rank ${st.rank} ${why}; ending the job${running ? ` (stopping ${running} other rank${running > 1 ? 's' : ''})` : ''}`);
+    const where = this.o.plan.hosts.length > 1 ? ` on ${st.hostName}` : '';
+    this.say(`rank ${st.rank}${where} ${why}; ending the job${running ? ` (stopping ${running} other rank${running > 1 ? 's' : ''})` : ''}`);
     this.teardown(code);
   }
 
@@ -266,42 +314,37 @@ export class Job {
     this.exitCode = code === 0 ? 1 : code;
     this.killAll(sig);
     // Ranks get a moment to leave cleanly, then they are killed: the job must end within 1 s.
-    this.killTimer = setTimeout(() => this.killAll('SIGKILL'), this.o.killGraceMs ?? 400);
+    this.killTimer = setTimeout(() => {
+      this.killAll('SIGKILL');
+      // A host that still has not reported its ranks' exits is not answering: cut it loose (its
+      // agent kills its ranks when the link closes) rather than wait on it forever.
+      this.silenceTimer = setTimeout(() => {
+        for (const h of this.o.plan.hosts) {
+          if (h.ranks.some((r) => !this.ranks[r]!.exited)) {
+            this.ranks[h.ranks[0]!]!.host?.drop();
+            this.hostFailed(h, `did not report its ranks' exits within ${HOST_SILENCE_MS} ms`);
+          }
+        }
+      }, HOST_SILENCE_MS);
+    }, this.o.killGraceMs ?? 400);
   }
 
   private killAll(sig: NodeJS.Signals): void {
-    for (const r of this.ranks) {
-      if (r.exited || r.child.pid === undefined) continue;
-      try {
-        // The whole process group: whatever the rank started goes too.
-        process.kill(-r.child.pid, sig);
-      } catch {
-        try {
-          r.child.kill(sig);
-        } catch {
-          // already gone
-        }
-      }
-    }
+    for (const h of this.hosts) h.kill(sig);
+  }
+
+  private maybeFinish(): void {
+    if (!this.finishing && this.ranks.every((r) => r.exited)) void this.finish();
   }
 
   private async finish(): Promise<void> {
-    // Every rank has exited. Whatever is left in a rank's process group (its own children) goes
-    // now: nothing outlives the job, and nothing else then holds the output pipes open.
-    for (const r of this.ranks) {
-      try {
-        if (r.child.pid !== undefined) process.kill(-r.child.pid, 'SIGKILL');
-      } catch {
-        // no group left: the normal case
-      }
-    }
-    // Then forward every last line. The pipes close as soon as the kernel has reaped those
-    // processes; the cap only guards against a descendant that left the group (setsid).
-    await Promise.race([Promise.all(this.ranks.map((r) => r.streams)), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    this.finishing = true;
+    // Every rank has exited; each host forwards its last lines and releases its domains and
+    // grants (a remote agent then leaves, and so does its ssh or srun).
+    await Promise.all(this.hosts.map((h) => h.finish()));
     clearTimeout(this.killTimer);
+    clearTimeout(this.silenceTimer);
     clearTimeout(this.timeoutTimer);
-    this.grants?.close();
-    process.stdin.unpipe();
     this.resolveDone(this.exitCode);
   }
 

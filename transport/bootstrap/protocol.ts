@@ -3,7 +3,7 @@
 // descriptor: no path on disk to leak or to guess, and only the rank's process tree holds it.
 // Messages are JSON lines. The job secret travels only here: never in argv, env or logs.
 
-import type { Socket } from 'node:net';
+import type { Readable, Writable } from 'node:stream';
 
 export const BOOTSTRAP_FD_ENV = 'IVCOM_BOOTSTRAP_FD';
 export const GRANT_FD_ENV = 'IVCOM_GRANT_FD';
@@ -43,10 +43,10 @@ export type LauncherMessage =
   | { op: 'error'; message: string };
 
 /** Splits a stream into JSON messages, one per line; a malformed line is reported, not thrown. */
-export function readMessages<T>(sock: Socket, onMessage: (m: T) => void, onBad: (line: string) => void): void {
+export function readMessages<T>(stream: Readable, onMessage: (m: T) => void, onBad: (line: string) => void): void {
   let buf = '';
-  sock.setEncoding('utf8');
-  sock.on('data', (chunk: string) => {
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
     buf += chunk;
     let nl: number;
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -65,6 +65,7 @@ export function readMessages<T>(sock: Socket, onMessage: (m: T) => void, onBad: 
   });
 }
 
-export function writeMessage(sock: Socket, msg: RankMessage | LauncherMessage): boolean {
-  return sock.write(JSON.stringify(msg) + '\n');
+/** Writes one message as a JSON line; the launcher's agent protocol uses the same framing. */
+export function writeMessage<T = RankMessage | LauncherMessage>(stream: Writable, msg: T): boolean {
+  return stream.write(JSON.stringify(msg) + '\n');
 }

@@ -1,0 +1,198 @@
+// The agent of one host: that host's dom0. It creates the host's domains, grants the channel
+// memory between its co-resident ranks, spawns and watches them, and passes their messages,
+// exits and output lines to the job (in the same process for the head's own host, over ssh or
+// srun for the others). Policy — who failed, when the job ends — is the job's, not the agent's.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import {
+  BOOTSTRAP_FD_ENV,
+  GRANT_FD_ENV,
+  readMessages,
+  writeMessage,
+  type LauncherMessage,
+  type RankMessage,
+} from '../transport/bootstrap/protocol.js';
+import type { HostSpec } from './agent-protocol.js';
+import { NetnsDomains } from './domains/netns.js';
+import { forwardLines } from './output.js';
+
+const SETPRIV = '/usr/bin/setpriv';
+/** How long the output of a finished job may keep flowing from a descendant that left the group. */
+const DRAIN_CAP_MS = 10_000;
+
+/** A broker for channel grants (the shared-memory transport); absent → ranks use TCP only. */
+export interface GrantBroker {
+  /** The fd a rank's process should inherit to receive grants on, or undefined. */
+  rankFd(rank: number): number | undefined;
+  /** `from` asked for a channel to `to`. */
+  request(from: number, to: number): void;
+  /** Called after spawning: the launcher's copies of the rank ends can go. */
+  spawned(rank: number): void;
+  close(): void;
+}
+
+export interface AgentEvents {
+  message(rank: number, msg: RankMessage): void;
+  exit(rank: number, code: number | null, signal: NodeJS.Signals | null): void;
+  line(rank: number, fd: 1 | 2, text: string): void;
+  /** The agent found a rank at fault (could not start, broke the control protocol). */
+  failed(rank: number, why: string, code: number): void;
+}
+
+interface LocalRank {
+  rank: number;
+  child: ChildProcess;
+  ctl: Socket;
+  started: boolean;
+  exited: boolean;
+  streams: Promise<void>;
+}
+
+export class HostAgent {
+  private readonly ranks = new Map<number, LocalRank>();
+
+  private constructor(
+    private readonly spec: HostSpec,
+    private readonly events: AgentEvents,
+    private readonly grants: GrantBroker | undefined,
+    private readonly domains: NetnsDomains | undefined,
+  ) {}
+
+  /** Creates the host's domains and grant broker, then spawns its ranks. */
+  static async start(spec: HostSpec, events: AgentEvents): Promise<HostAgent> {
+    const grants = spec.transport === 'tcp' ? undefined : await grantBroker(spec);
+    let domains: NetnsDomains | undefined;
+    if (spec.isolation === 'netns') {
+      try {
+        domains = await NetnsDomains.create([...new Set(spec.ranks.map((r) => r.domain))]);
+      } catch (err) {
+        grants?.close();
+        throw err;
+      }
+    }
+    const agent = new HostAgent(spec, events, grants, domains);
+    for (const r of spec.ranks) agent.spawnRank(r.rank, r.domain);
+    return agent;
+  }
+
+  private spawnRank(rank: number, domain: number): void {
+    const { spec } = this;
+    const vm = this.domains?.vm(domain);
+    // With setpriv, a rank gets SIGKILL the moment its agent dies, however it dies: no orphans
+    // even if ivrun itself is SIGKILLed. The runtime also leaves when its control channel closes.
+    const tie = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'KILL', '--'] : [];
+    const [file, ...args] = [...(vm?.enter ?? []), ...tie, ...spec.command];
+    const grantFd = this.grants?.rankFd(rank);
+    const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
+    if (grantFd !== undefined) stdio.push(grantFd);
+    const env: Record<string, string> = {
+      ...spec.env,
+      IVCOM_RANK: String(rank),
+      IVCOM_SIZE: String(spec.size),
+      IVCOM_DOMAIN: String(domain),
+      IVCOM_NODE: String(spec.node),
+      IVCOM_JOBID: spec.jobId,
+      IVCOM_HOST: vm?.address ?? spec.address,
+      [BOOTSTRAP_FD_ENV]: '3',
+    };
+    if (grantFd !== undefined) env[GRANT_FD_ENV] = '4';
+    const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: true });
+    this.grants?.spawned(rank);
+    const st: LocalRank = { rank, child, ctl: child.stdio[3] as Socket, started: false, exited: false, streams: Promise.resolve() };
+    this.ranks.set(rank, st);
+    st.streams = Promise.all([
+      forwardLines(child.stdout!, (text) => this.events.line(rank, 1, text)),
+      forwardLines(child.stderr!, (text) => this.events.line(rank, 2, text)),
+    ]).then(() => {});
+    if (child.stdin) {
+      child.stdin.on('error', () => {});
+      if (!process.stdin.isTTY) process.stdin.pipe(child.stdin);
+    }
+    child.on('error', (err) => {
+      this.events.failed(rank, `could not be started: ${err.message}. Is '${spec.command[0]}' on PATH?`, 127);
+    });
+    child.on('exit', (code, signal) => {
+      st.exited = true;
+      this.events.exit(rank, code, signal);
+    });
+    st.ctl.on('error', () => {});
+    readMessages<RankMessage>(
+      st.ctl,
+      (m) => this.onMessage(st, m),
+      (line) => this.events.failed(rank, `broke the control protocol (sent ${JSON.stringify(line.slice(0, 60))})`, 1),
+    );
+  }
+
+  private onMessage(st: LocalRank, m: RankMessage): void {
+    if (m.op !== 'grant') {
+      this.events.message(st.rank, m);
+      return;
+    }
+    // Grants are this host's business: the memory never leaves it.
+    const peer = m.peer;
+    if (!st.started || !Number.isInteger(peer) || peer < 0 || peer >= this.spec.size || peer === st.rank) {
+      this.events.failed(st.rank, `asked for a channel to invalid rank ${peer}`, 1);
+    } else if (!this.grants) {
+      this.events.failed(st.rank, 'asked for a shared-memory channel but this ivrun has no grant broker', 1);
+    } else this.grants.request(st.rank, peer);
+  }
+
+  send(rank: number, msg: LauncherMessage): void {
+    const st = this.ranks.get(rank);
+    if (st === undefined) return;
+    if (msg.op === 'start') st.started = true;
+    writeMessage(st.ctl, msg);
+  }
+
+  /** Signals every rank still running, with its whole process group. */
+  kill(signal: NodeJS.Signals): void {
+    for (const r of this.ranks.values()) {
+      if (r.exited || r.child.pid === undefined) continue;
+      try {
+        process.kill(-r.child.pid, signal);
+      } catch {
+        try {
+          r.child.kill(signal);
+        } catch {
+          // already gone
+        }
+      }
+    }
+  }
+
+  /** Every rank has exited: end what they left behind, forward the last lines, release all. */
+  async finish(): Promise<void> {
+    // Nothing outlives the job: whatever is left in a rank's process group goes now, and then
+    // nothing else holds the output pipes open.
+    for (const r of this.ranks.values()) {
+      try {
+        if (r.child.pid !== undefined) process.kill(-r.child.pid, 'SIGKILL');
+      } catch {
+        // no group left: the normal case
+      }
+    }
+    // The pipes close once the kernel has reaped those processes; the cap only guards against
+    // a descendant that left the group (setsid).
+    const streams = Promise.all([...this.ranks.values()].map((r) => r.streams));
+    await Promise.race([streams, new Promise((r) => setTimeout(r, DRAIN_CAP_MS).unref())]);
+    this.grants?.close();
+    this.domains?.close();
+    process.stdin.unpipe();
+  }
+}
+
+async function grantBroker(spec: HostSpec): Promise<GrantBroker | undefined> {
+  try {
+    const { KmodGrantBroker } = await import('./grants.js');
+    return new KmodGrantBroker(spec.ranks.map((r) => r.rank), spec.jobId, spec.ringBytes);
+  } catch (err) {
+    // Without the native addon there is no shared memory to grant. That is an error only when
+    // shared memory was demanded; otherwise every pair uses TCP and transportTo says so.
+    if (spec.transport === 'ivcom') {
+      throw new Error(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); run 'npm run build' or use --transport tcp`);
+    }
+    return undefined;
+  }
+}

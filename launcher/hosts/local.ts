@@ -1,0 +1,32 @@
+// The head's own host: its agent runs inside ivrun itself, no channel in between.
+
+import type { LauncherMessage } from '../../transport/bootstrap/protocol.js';
+import type { HostSpec } from '../agent-protocol.js';
+import { HostAgent } from '../agent.js';
+import type { HostEvents, HostLink } from './link.js';
+
+export class LocalHost implements HostLink {
+  readonly name = 'localhost';
+
+  private constructor(private readonly agent: HostAgent) {}
+
+  static async start(spec: HostSpec, events: HostEvents): Promise<LocalHost> {
+    return new LocalHost(await HostAgent.start(spec, events));
+  }
+
+  send(rank: number, msg: LauncherMessage): void {
+    this.agent.send(rank, msg);
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    this.agent.kill(signal);
+  }
+
+  finish(): Promise<void> {
+    return this.agent.finish();
+  }
+
+  drop(): void {
+    this.agent.kill('SIGKILL');
+  }
+}

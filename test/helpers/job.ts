@@ -1,6 +1,6 @@
 // Runs real jobs through ivrun for the integration tests, and checks that nothing survives them.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -116,4 +116,35 @@ export async function ivrun(args: string[], opts: RunOptions = {}): Promise<JobR
     }
   }
   return { code, signal, stdout, stderr, ms, leftovers };
+}
+
+/** Network namespaces alive on the machine: each process's own, and any held by an open fd. */
+export function netNamespaces(): Set<string> {
+  const found = new Set<string>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      found.add(readlinkSync(`/proc/${d}/ns/net`));
+      for (const fd of readdirSync(`/proc/${d}/fd`)) {
+        try {
+          const l = readlinkSync(`/proc/${d}/fd/${fd}`);
+          if (l.startsWith('net:[')) found.add(l);
+        } catch {
+          // closed meanwhile
+        }
+      }
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+/** Interfaces of this (the root) network namespace: a leaked bridge or veth end would be here. */
+export function rootLinks(): string[] {
+  return spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .sort();
 }

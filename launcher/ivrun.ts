@@ -3,14 +3,21 @@
 // exits with 0 only when every rank did.
 
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_RING_BYTES, isValidRingBytes, MAX_RING_BYTES, MIN_RING_BYTES } from '../transport/ivcom/layout.js';
-import { Job, type GrantBroker } from './job.js';
-import { makePlan } from './plan.js';
+import { serveAgent } from './agent-serve.js';
+import { isLocalHost, parseHostfile, parseHostList, type HostSlots } from './hosts/hostfile.js';
+import { slurmAllocation, srunLauncher } from './hosts/slurm.js';
+import { parseSshArgs, SSH_ARGS_ENV, sshLauncher } from './hosts/ssh.js';
+import { Job } from './job.js';
+import { makePlan, type PlanHost } from './plan.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** How ivrun runs itself on another host: the same node and the same install path, as mpirun's prefix. */
+const AGENT_ARGV = [process.execPath, fileURLToPath(import.meta.url), '--agent'];
 
 function version(): string {
   try {
@@ -27,34 +34,42 @@ function usageError(msg: string): never {
 }
 
 async function main(): Promise<void> {
+  // Started by a head ivrun on this host (through ssh or srun): be this host's agent.
+  if (process.argv[2] === '--agent' && process.argv.length === 3) return serveAgent();
   const argv = await yargs(hideBin(process.argv))
     .scriptName('ivrun')
     .usage('Usage: $0 [options] <command> [args...]\n\nRuns <command> as the ranks of one ivcom job.')
     .parserConfiguration({ 'halt-at-non-option': true, 'populate--': false, 'duplicate-arguments-array': true })
-    .option('n', { alias: 'np', type: 'number', default: 1, describe: 'Number of ranks to start' })
+    .option('n', { alias: 'np', type: 'number', describe: 'Number of ranks to start (default: 1; the slots of --hostfile/-H; the tasks of a Slurm allocation)' })
     .option('vms', {
       type: 'number',
-      describe: 'Number of co-resident domains ("VMs") on this host; ranks are split into blocks of consecutive ranks (default: one domain per rank)',
+      describe: 'Number of co-resident domains ("VMs") on each host; each host\'s ranks are split into blocks of consecutive ranks (default: one domain per rank)',
     })
     .option('isolation', {
       choices: ['none', 'netns'] as const,
       default: 'none' as const,
-      describe: 'How domains are isolated: plain process groups, or a network namespace each',
+      describe: 'How domains are isolated: none (plain process groups) or netns (each VM its own network and UTS namespace on a per-job bridge; needs root)',
     })
     .option('transport', {
       choices: ['auto', 'tcp', 'ivcom'] as const,
       default: 'auto' as const,
       describe: 'auto: shared memory between ranks of one host, TCP otherwise; tcp: force the fallback; ivcom: require shared memory (an error where it cannot be used)',
     })
-    .option('x', { type: 'string', describe: 'Export an environment variable to the ranks: NAME (its current value) or NAME=VALUE; repeatable' })
+    .option('x', { type: 'string', describe: 'Export an environment variable to the ranks: NAME (its current value) or NAME=VALUE; repeatable. Ranks on other hosts get only these' })
     .option('tag-output', { type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
     .option('timeout', { type: 'number', describe: 'End the job (exit status 124) if it runs longer than this many seconds' })
     .option('ring-bytes', { type: 'number', default: DEFAULT_RING_BYTES, describe: 'Bytes of each shared-memory ring (one per direction of a pair)' })
-    .option('hostfile', { type: 'string', describe: 'File naming other hosts to run ranks on (over ssh)' })
+    .option('hostfile', { alias: ['machinefile'], type: 'string', describe: "Hosts to run ranks on: lines 'host slots=N' (Open MPI) or 'host:N' (MPICH); # comments. Others than this machine are reached over ssh" })
+    .option('H', { alias: 'host', type: 'string', describe: 'Hosts as a list: host1:slots,host2:slots (a host without :slots has one)' })
+    .option('oversubscribe', { type: 'boolean', default: false, describe: 'Allow more ranks than the hosts have slots (the extra ones go round the hosts)' })
+    .option('ssh-args', { type: 'string', describe: `Extra options for ssh, e.g. '-p 2222 -F ./ssh_config' (default: $${SSH_ARGS_ENV})` })
     .example('$0 -n 4 node app.js', '4 ranks on this host, one domain each')
     .example('$0 -n 8 --vms 2 node app.js', '2 co-resident domains of 4 ranks')
+    .example('$0 -n 8 --vms 4 --isolation netns node app.js', '4 VMs, each in its own network namespace on a bridge')
+    .example('$0 -H node1:4,node2:4 node app.js', '8 ranks on two hosts over ssh: shared memory within each, TCP between')
+    .example('salloc -N 2 -n 8 $0 node app.js', 'inside a Slurm allocation: hosts and -n from the allocation')
     .example('$0 -n 4 --transport tcp node app.js', 'force the TCP fallback')
-    .epilogue('Exit status: 0 when every rank exits 0; otherwise the failing rank\'s code (128+N when killed by signal N), 124 on --timeout, 2 on bad options.')
+    .epilogue("Exit status: 0 when every rank exits 0; otherwise the failing rank's code (128+N when killed by signal N), 124 on --timeout, 2 on bad options, 1 when a host or its VMs cannot be set up.")
     .strictOptions()
     .version(version())
     .help()
@@ -64,44 +79,86 @@ async function main(): Promise<void> {
 
   const command = argv._.map(String);
   if (command.length === 0) usageError('no command given; e.g. ivrun -n 4 node app.js');
-  const n = argv.n;
-  if (!Number.isInteger(n) || n < 1) usageError(`-n must be a positive integer, got ${n}`);
-  const vms = argv.vms ?? n;
-  if (!Number.isInteger(vms) || vms < 1 || vms > n) usageError(`--vms must be an integer from 1 to ${n} (the number of ranks), got ${argv.vms}`);
   if (argv.timeout !== undefined && !(argv.timeout > 0)) usageError(`--timeout must be a positive number of seconds, got ${argv.timeout}`);
   const ringBytes = argv['ring-bytes'];
   if (!isValidRingBytes(ringBytes)) {
     usageError(`--ring-bytes must be a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}, got ${ringBytes}`);
   }
-  if (argv.hostfile !== undefined) usageError('--hostfile (ranks on other hosts over ssh) is not supported yet; run all ranks on this host');
-  if (argv.isolation === 'netns') usageError('--isolation netns is not supported yet; use --isolation none');
+  const one = <T>(v: T | T[] | undefined, flag: string): T | undefined => {
+    if (Array.isArray(v)) usageError(`${flag} was given ${v.length} times; give it once`);
+    return v as T | undefined;
+  };
 
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  // Where ranks run: a hostfile, -H, a Slurm allocation, or this machine alone.
+  let hosts: HostSlots[] | undefined;
+  let launcher: (h: PlanHost) => string[] | undefined = () => undefined;
+  let defaultN = 1;
+  const hostfile = one(argv.hostfile, '--hostfile');
+  const hostList = one(argv.H, '-H');
+  const sshArgsText = one(argv['ssh-args'], '--ssh-args') ?? process.env[SSH_ARGS_ENV];
+  try {
+    if (hostfile !== undefined && hostList !== undefined) usageError('give either --hostfile or -H, not both');
+    if (hostfile !== undefined || hostList !== undefined) {
+      if (hostfile !== undefined) {
+        let text: string;
+        try {
+          text = readFileSync(hostfile, 'utf8');
+        } catch (err) {
+          usageError(`--hostfile ${hostfile}: ${(err as Error).message}`);
+        }
+        hosts = parseHostfile(text, hostfile);
+      } else hosts = parseHostList(hostList!);
+      const sshArgs = parseSshArgs(sshArgsText);
+      launcher = (h) => (isLocalHost(h.name) ? undefined : sshLauncher(h.name, sshArgs, AGENT_ARGV));
+      defaultN = hosts.reduce((s, h) => s + (h.slots ?? 0), 0);
+    } else {
+      const alloc = slurmAllocation();
+      if (alloc !== undefined) {
+        hosts = alloc.hosts;
+        // Every node of the allocation is reached through its own srun step, this one included.
+        launcher = (h) => srunLauncher(h.name, AGENT_ARGV);
+        defaultN = alloc.tasks;
+      }
+    }
+  } catch (err) {
+    usageError((err as Error).message);
+  }
+  const n = argv.n ?? defaultN;
+  if (!Number.isInteger(n) || n < 1) usageError(`-n must be a positive integer, got ${n}`);
+  let plan;
+  try {
+    plan = makePlan(n, argv.vms, hosts, argv.oversubscribe);
+  } catch (err) {
+    usageError((err as Error).message);
+  }
+  if (argv.isolation === 'netns' && plan.hosts.some((h) => launcher(h) !== undefined)) {
+    usageError(
+      "--isolation netns runs on this host only: a VM's address is private to its host's bridge, so ranks on other hosts could not reach it; use --isolation none across hosts",
+    );
+  }
+
+  const exports: Record<string, string> = {};
   const xs = argv.x === undefined ? [] : ([] as string[]).concat(argv.x);
   for (const x of xs) {
     const eq = x.indexOf('=');
     const name = eq < 0 ? x : x.slice(0, eq);
     if (!ENV_NAME.test(name)) usageError(`-x ${x}: '${name}' is not a valid environment variable name`);
-    if (eq >= 0) env[name] = x.slice(eq + 1);
+    if (eq >= 0) exports[name] = x.slice(eq + 1);
     else if (process.env[name] === undefined) usageError(`-x ${name}: ${name} is not set in ivrun's environment; use -x ${name}=VALUE`);
+    else exports[name] = process.env[name]!;
   }
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  Object.assign(env, exports);
 
-  const plan = makePlan(n, vms);
   // A caller may name the job (log correlation, tests looking for its segments); else random.
   const jobId = process.env.IVCOM_JOB_ID ?? randomBytes(6).toString('hex');
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(jobId)) usageError(`IVCOM_JOB_ID must be 1-40 letters, digits, '-' or '_', got '${jobId}'`);
-  let grants: GrantBroker | undefined;
-  if (argv.transport !== 'tcp') {
+  if (argv.transport === 'ivcom') {
     try {
-      const { KmodGrantBroker } = await import('./grants.js');
-      grants = new KmodGrantBroker(plan, jobId, ringBytes);
+      await import('../kmod/index.js');
     } catch (err) {
-      // Without the native addon there is no shared memory to grant. That is an error only when
-      // shared memory was demanded; otherwise every pair uses TCP and transportTo says so.
-      if (argv.transport === 'ivcom') {
-        usageError(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); run 'npm run build' or use --transport tcp`);
-      }
+      usageError(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); run 'npm run build' or use --transport tcp`);
     }
   }
   const job = new Job({
@@ -109,11 +166,15 @@ async function main(): Promise<void> {
     plan,
     command,
     env,
+    exports,
+    cwd: process.cwd(),
     tagOutput: argv['tag-output'],
     timeoutSec: argv.timeout,
     transport: argv.transport,
+    isolation: argv.isolation,
     ringBytes,
-  }, grants);
+    launcherFor: launcher,
+  });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => job.signal(sig));
   process.stdout.on('error', () => {});
   job.start();

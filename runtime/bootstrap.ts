@@ -52,7 +52,10 @@ export class BootstrapClient {
   static fromEnv(): BootstrapClient | undefined {
     const fdText = process.env[BOOTSTRAP_FD_ENV];
     const rankText = process.env.IVCOM_RANK;
-    if (fdText === undefined) return undefined;
+    if (fdText === undefined) {
+      notStartedBySrun(process.env);
+      return undefined;
+    }
     const fd = Number(fdText);
     const rank = Number(rankText);
     if (!Number.isInteger(fd) || fd < 0 || !Number.isInteger(rank) || rank < 0) {
@@ -90,4 +93,18 @@ export class BootstrapClient {
     BootstrapClient.leaving = true;
     this.sock.end();
   }
+}
+
+/**
+ * `srun -n 4 node app.js` starts four processes that each see no launcher: alone, each would be a
+ * world of size 1 and the job would silently compute four times over. Refuse instead.
+ */
+function notStartedBySrun(env: NodeJS.ProcessEnv): void {
+  const tasks = Number(env.SLURM_STEP_NUM_TASKS ?? env.SLURM_NTASKS);
+  if (env.SLURM_PROCID === undefined || !(tasks > 1)) return;
+  throw new BootstrapError(
+    `this process is task ${env.SLURM_PROCID} of ${tasks} started by srun, not a rank of an ivrun job: each task would be a world of size 1. ` +
+      `Inside the allocation run 'ivrun node app.js' (it takes the ranks and nodes from Slurm) instead of 'srun node app.js'`,
+    { rank: Number(env.SLURM_PROCID) },
+  );
 }

@@ -1,6 +1,7 @@
 // Host lists as users of mpirun write them: Open MPI hostfiles (`host slots=N`), MPICH's
 // (`host:N`), and `-H host:slots,...`. Lines naming a host again add to its slots.
 
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 
 export interface HostSlots {
@@ -9,7 +10,15 @@ export interface HostSlots {
   slots: number | undefined;
 }
 
-const NAME = /^[A-Za-z0-9_.:[\]-]+$/;
+/** Host names as ssh takes them, a user@ prefix included. */
+const NAME = /^([A-Za-z0-9_.-]+@)?[A-Za-z0-9_.-]+$/;
+
+/** A host name or address; an IPv6 address may come in brackets. */
+function hostName(text: string, where: string): string {
+  const name = text.replace(/^\[(.*)\]$/, '$1');
+  if (!(NAME.test(name) || isIP(name) !== 0)) throw new Error(`${where}: '${text}' is not a host name`);
+  return name;
+}
 
 function add(hosts: HostSlots[], name: string, slots: number): void {
   const known = hosts.find((h) => h.name === name);
@@ -45,8 +54,7 @@ export function parseHostfile(text: string, file: string): HostSlots[] {
       // max_slots only caps oversubscription in Open MPI; ivrun does not cap, so it is accepted and ignored.
       if (m[1] === 'slots') slots = slotCount(m[2]!, where);
     }
-    if (!NAME.test(name)) throw new Error(`${where}: '${name}' is not a host name`);
-    add(hosts, name.replace(/^\[(.*)\]$/, '$1'), slots);
+    add(hosts, hostName(name, where), slots);
   });
   if (hosts.length === 0) throw new Error(`${file}: names no host; write one host per line, e.g. 'node1 slots=4'`);
   return hosts;
@@ -60,8 +68,7 @@ export function parseHostList(text: string): HostSlots[] {
     if (t === '') throw new Error(`-H ${text}: empty host name; write -H host1:2,host2:2`);
     const m = /^(.*[^:]):(\d+)$/.exec(t);
     const [name, slots] = m !== null && (!m[1]!.includes(':') || m[1]!.startsWith('[')) ? [m[1]!, slotCount(m[2]!, `-H ${t}`)] : [t, 1];
-    if (!NAME.test(name)) throw new Error(`-H: '${name}' is not a host name`);
-    add(hosts, name.replace(/^\[(.*)\]$/, '$1'), slots);
+    add(hosts, hostName(name, '-H'), slots);
   }
   return hosts;
 }

@@ -33,10 +33,29 @@ function usageError(msg: string): never {
   process.exit(2);
 }
 
+/** ivrun's options that take no value: every other option's next word is its value. */
+const FLAGS = new Set(['--tag-output', '--oversubscribe', '--help', '-h', '--version']);
+
+/**
+ * `--ssh-args '-p 2222'`: yargs takes a value that starts with a dash for an option of its own
+ * ("Unknown argument: p"). Joined as `--ssh-args=-p 2222` it is a value. Only ivrun's own
+ * options are looked at: the scan stops at the command.
+ */
+function joinSshArgs(args: string[]): string[] {
+  const out = [...args];
+  for (let i = 0; i < out.length; i++) {
+    const w = out[i]!;
+    if (!w.startsWith('-')) break; // the command
+    if (w === '--ssh-args' && i + 1 < out.length) out.splice(i, 2, `--ssh-args=${out[i + 1]}`);
+    else if (!w.includes('=') && !FLAGS.has(w) && !w.startsWith('--no-')) i++; // skip its value
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   // Started by a head ivrun on this host (through ssh or srun): be this host's agent.
   if (process.argv[2] === '--agent' && process.argv.length === 3) return serveAgent();
-  const argv = await yargs(hideBin(process.argv))
+  const argv = await yargs(joinSshArgs(hideBin(process.argv)))
     .scriptName('ivrun')
     .usage('Usage: $0 [options] <command> [args...]\n\nRuns <command> as the ranks of one ivcom job.')
     .parserConfiguration({ 'halt-at-non-option': true, 'populate--': false, 'duplicate-arguments-array': true })

@@ -52,10 +52,11 @@ export class RemoteHost implements HostLink {
     const why = (code: number | null, signal: NodeJS.Signals | null) =>
       `${launcher[0]} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${this.tail.length ? `: ${this.tail.join(' / ')}` : ''}`;
     this.child.on('error', (err) => down(new Error(`${launcher[0]} could not be run: ${err.message}`)));
+    // Until the agent runs, what ssh says is kept for the failure message (said once, there).
     void forwardLines(this.child.stderr!, (line) => {
       this.tail.push(line.trim());
       if (this.tail.length > STDERR_TAIL) this.tail.shift();
-      process.stderr.write(`ivrun: host ${name}: ${line}\n`);
+      if (isUp) process.stderr.write(`ivrun: host ${name}: ${line}\n`);
     });
     readMessages<AgentMessage>(
       this.child.stdout!,

@@ -1,0 +1,232 @@
+// Jobs over several hosts: real hosts made here (network namespaces, each with its own sshd and
+// slurmd; see test/helpers/cluster.sh), reached through the system's ssh client or through a
+// real Slurm. Ranks on one host talk over ivcom, ranks on different hosts over TCP across the
+// bridge; nothing of a job survives on any host, however it ends.
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { clusterEnv, requireCluster } from '../helpers/cluster-info.js';
+import { fixture, IVRUN, ivrun, ranksRunning, type JobResult, type RunOptions } from '../helpers/job.js';
+
+const DOMAINS = fixture('domains.js');
+const COLL = fixture('collectives.js');
+const P2P = fixture('p2p.js');
+// Remote ranks get only what -x exports (as with mpirun): the test's marker must travel too,
+// so that the leftover check finds them.
+const MARK = ['-x', 'IVCOM_TEST_MARK'];
+
+interface Where {
+  rank: number;
+  hostname: string;
+  listen: string;
+  node: number;
+  addrs: string[];
+  transports: string[];
+}
+
+function wheres(r: JobResult): Where[] {
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('WHERE '))
+    .map((l) => JSON.parse(l.slice(6)) as Where)
+    .sort((a, b) => a.rank - b.rank);
+}
+
+/** ivrun with the cluster's ssh config, then: no rank and no agent left on any host. */
+async function hostsJob(args: string[], opts: RunOptions = {}): Promise<JobResult> {
+  const c = requireCluster(inject('cluster'));
+  const r = await ivrun([...MARK, '--ssh-args', c.sshArgs.join(' '), ...args], opts);
+  let agents = ranksRunning(`${IVRUN}\0--agent`);
+  for (let i = 0; i < 40 && agents.length > 0; i++) {
+    await new Promise((res) => setTimeout(res, 50));
+    agents = ranksRunning(`${IVRUN}\0--agent`);
+  }
+  expect(agents, 'agents still running').toEqual([]);
+  expect(r.leftovers, 'ranks still running').toEqual([]);
+  return r;
+}
+
+describe('hosts over ssh', () => {
+  it('-H two hosts: each host its own network, ivcom within a host, TCP between hosts', async () => {
+    const c = requireCluster(inject('cluster'));
+    const [h1, h2] = c.hosts;
+    const r = await hostsJob(['-H', `${h1!.name}:2,${h2!.name}:2`, 'node', DOMAINS, 'where']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('OK where');
+    const seen = wheres(r);
+    expect(seen.map((w) => [w.hostname, w.node])).toEqual([
+      [h1!.name, 0],
+      [h1!.name, 0],
+      [h2!.name, 1],
+      [h2!.name, 1],
+    ]);
+    for (const w of seen) {
+      const host = c.hosts[w.node]!;
+      // The rank runs in that host's network stack and listens on its address.
+      expect(w.listen).toBe(host.addr);
+      expect(w.addrs).toContain(`eth0=${host.addr}`);
+      expect(w.transports).toEqual(seen.map((p) => (p.rank === w.rank ? 'self' : p.node === w.node ? 'ivcom' : 'tcp')));
+    }
+  });
+
+  it("the head's own host joins the job: its ranks listen where the other hosts reach it", async () => {
+    const c = requireCluster(inject('cluster'));
+    const r = await hostsJob(['-H', `localhost:2,${c.hosts[0]!.name}:1`, 'node', DOMAINS, 'where']);
+    expect(r.code).toBe(0);
+    const seen = wheres(r);
+    expect(seen.map((w) => w.listen)).toEqual([c.bridgeAddr, c.bridgeAddr, c.hosts[0]!.addr]);
+    expect(seen[0]!.transports).toEqual(['self', 'ivcom', 'tcp']);
+  });
+
+  it('a hostfile in both dialects gives -n, and --vms splits every host', async () => {
+    const c = requireCluster(inject('cluster'));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ivcom-hostfile-'));
+    const file = path.join(dir, 'hosts');
+    writeFileSync(file, `# two hosts\n${c.hosts[0]!.name} slots=2\n\n${c.hosts[1]!.name}:2   # MPICH form\n`);
+    const r = await hostsJob(['--hostfile', file, '--vms', '2', 'node', DOMAINS, 'where']);
+    expect(r.code).toBe(0);
+    const seen = wheres(r);
+    expect(seen).toHaveLength(4);
+    expect(seen.map((w) => w.node)).toEqual([0, 0, 1, 1]);
+  });
+
+  // Two hosts of 2 and 3 ranks: barrier, bcast and allreduce take their hierarchical paths
+  // (inside each host first, then across hosts: useHierarchy in collectives/select.ts).
+  it.each(['auto', 'tcp'])('every collective across two hosts (hierarchical), transport %s', async (transport) => {
+    const c = requireCluster(inject('cluster'));
+    const r = await hostsJob(['-H', `${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:3`, '--transport', transport, '--timeout', '50', 'node', COLL, 'all']);
+    expect({ code: r.code, stderr: r.stderr.slice(-3000) }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(r.stdout).toContain('OK all size=5');
+  });
+
+  it('a rank failing on one host ends the job on every host within seconds, naming host and rank', async () => {
+    const c = requireCluster(inject('cluster'));
+    let failedAt = 0;
+    const r = await hostsJob(['-H', `${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:2`, 'node', P2P, 'throws'], {
+      onStdout: (t) => {
+        const m = /FAILING-AT (\d+)/.exec(t);
+        if (m) failedAt = Number(m[1]);
+      },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`ivrun: rank 3 on ${c.hosts[1]!.name} aborted the job: uncaught Error: deliberate failure`));
+    expect(failedAt).toBeGreaterThan(0);
+    expect(Date.now() - failedAt).toBeLessThan(3000);
+  });
+
+  it('SIGKILL of a rank on another host ends the job', async () => {
+    const c = requireCluster(inject('cluster'));
+    let ready = 0;
+    const r = await hostsJob(['-H', `${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:2`, 'node', DOMAINS, 'hang'], {
+      onStdout: (t) => {
+        ready += (t.match(/READY/g) ?? []).length;
+        if (ready === 4) {
+          ready++;
+          const victim = ranksRunning(`${DOMAINS}\0hang`).sort((a, b) => a - b).pop();
+          if (victim !== undefined) process.kill(victim, 'SIGKILL');
+        }
+      },
+    });
+    expect(r.code).toBe(137);
+    expect(r.stderr).toMatch(/rank \d on ivt-h\d was killed by signal SIGKILL/);
+  });
+
+  it('SIGKILL of the head ivrun leaves nothing running on any host', async () => {
+    const c = requireCluster(inject('cluster'));
+    let ready = 0;
+    const r = await hostsJob(['-H', `localhost:1,${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:2`, 'node', DOMAINS, 'hang'], {
+      onStdout: (t, pid) => {
+        ready += (t.match(/READY/g) ?? []).length;
+        if (ready === 5) {
+          ready++;
+          process.kill(pid, 'SIGKILL');
+        }
+      },
+    });
+    expect(r.signal).toBe('SIGKILL');
+  });
+
+  it('a host that cannot be reached fails the job at start with its name and what ssh said', async () => {
+    const r = await hostsJob(['-H', 'localhost:1,ivt-nosuchhost.invalid:1', 'node', DOMAINS, 'where']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/ivrun: host ivt-nosuchhost\.invalid \(rank 1\): could not start ivrun's agent there \(ssh exited with code 255: ssh: Could not resolve hostname/);
+    expect(r.stdout).not.toContain('WHERE');
+    expect(r.ms).toBeLessThan(15_000);
+  });
+
+  it('refuses --isolation netns across hosts, and more ranks than slots without --oversubscribe', async () => {
+    const c = requireCluster(inject('cluster'));
+    const a = await hostsJob(['-H', `${c.hosts[0]!.name}:2`, '--isolation', 'netns', 'node', DOMAINS]);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/--isolation netns runs on this host only/);
+    const b = await hostsJob(['-H', `${c.hosts[0]!.name}:1`, '-n', '2', 'node', DOMAINS]);
+    expect(b.code).toBe(2);
+    expect(b.stderr).toMatch(/-n 2 is more than the 1 slot of ivt-h1:1; .*--oversubscribe/);
+    const d = await hostsJob(['-H', `${c.hosts[0]!.name}:1`, '-n', '2', '--oversubscribe', 'node', DOMAINS, 'where']);
+    expect(d.code).toBe(0);
+    expect(wheres(d).map((w) => w.hostname)).toEqual([c.hosts[0]!.name, c.hosts[0]!.name]);
+  });
+});
+
+describe('Slurm', () => {
+  /** Runs `cmd` with the cluster's Slurm environment (as a user's shell in the cluster would). */
+  async function slurm(cmd: string[], opts: RunOptions = {}): Promise<JobResult> {
+    const c = requireCluster(inject('cluster'));
+    const { spawn } = await import('node:child_process');
+    const t0 = performance.now();
+    const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...clusterEnv(c), ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 50_000);
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (cd, s) => res([cd, s])));
+    clearTimeout(timer);
+    let agents = ranksRunning(`${IVRUN}\0--agent`);
+    for (let i = 0; i < 40 && agents.length > 0; i++) {
+      await new Promise((res) => setTimeout(res, 50));
+      agents = ranksRunning(`${IVRUN}\0--agent`);
+    }
+    return { code, signal, stdout, stderr, ms: performance.now() - t0, leftovers: [...agents, ...ranksRunning(`${DOMAINS}\0`)] };
+  }
+
+  // --ntasks-per-node: with -n alone Slurm may pack 3 tasks on one node and 1 on the other.
+  it('salloc -N 2 --ntasks-per-node 2 ivrun (no -n): ranks and nodes come from the allocation', async () => {
+    const r = await slurm(['salloc', '-N', '2', '--ntasks-per-node', '2', '--quiet', process.execPath, IVRUN, 'node', DOMAINS, 'where']);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const seen = wheres(r);
+    expect(seen.map((w) => [w.hostname, w.node])).toEqual([
+      ['ivt-h1', 0],
+      ['ivt-h1', 0],
+      ['ivt-h2', 1],
+      ['ivt-h2', 1],
+    ]);
+    for (const w of seen) expect(w.transports).toEqual(seen.map((p) => (p.rank === w.rank ? 'self' : p.node === w.node ? 'ivcom' : 'tcp')));
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('-n smaller than the allocation', async () => {
+    const r = await slurm(['salloc', '-N', '2', '--ntasks-per-node', '2', '--quiet', process.execPath, IVRUN, '-n', '3', 'node', DOMAINS, 'where']);
+    expect(r.code).toBe(0);
+    expect(wheres(r).map((w) => w.hostname)).toEqual(['ivt-h1', 'ivt-h1', 'ivt-h2']);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('a failing rank ends the job on every node', async () => {
+    const r = await slurm(['salloc', '-N', '2', '-n', '4', '--quiet', process.execPath, IVRUN, 'node', P2P, 'throws']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/ivrun: rank 3 on ivt-h2 aborted the job: uncaught Error: deliberate failure/);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('srun without ivrun refuses to make worlds of one, and says to use ivrun', async () => {
+    const r = await slurm(['srun', '-N', '2', '-n', '2', '--quiet', 'node', DOMAINS, 'where']);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).not.toContain('WHERE');
+    expect(r.stderr).toMatch(/ERR_IVCOM_BOOTSTRAP|task \d of 2 started by srun, not a rank of an ivrun job/);
+    expect(r.stderr).toMatch(/run 'ivrun node app.js'/);
+  });
+});

@@ -3,12 +3,14 @@
 // real Slurm. Ranks on one host talk over ivcom, ranks on different hosts over TCP across the
 // bridge; nothing of a job survives on any host, however it ends.
 
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { clusterEnv, requireCluster } from '../helpers/cluster-info.js';
-import { fixture, IVRUN, ivrun, ranksRunning, type JobResult, type RunOptions } from '../helpers/job.js';
+import { fixture, IVRUN, ivrun, processesWith, ranksRunning, type JobResult, type RunOptions } from '../helpers/job.js';
 
 const DOMAINS = fixture('domains.js');
 const COLL = fixture('collectives.js');
@@ -172,30 +174,42 @@ describe('hosts over ssh', () => {
 });
 
 describe('Slurm', () => {
-  /** Runs `cmd` with the cluster's Slurm environment (as a user's shell in the cluster would). */
-  async function slurm(cmd: string[], opts: RunOptions = {}): Promise<JobResult> {
+  /**
+   * `salloc …sallocArgs ivrun …ivrunArgs` with the cluster's Slurm environment (as a user's shell
+   * in the cluster would), then looks for processes of the job left on any node.
+   */
+  async function salloc(sallocArgs: string[], ivrunArgs: string[], onStdout?: (text: string) => void): Promise<JobResult> {
     const c = requireCluster(inject('cluster'));
-    const { spawn } = await import('node:child_process');
+    const marker = `slurm-${randomBytes(8).toString('hex')}`;
     const t0 = performance.now();
-    const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...clusterEnv(c), ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('salloc', [...sallocArgs, '--quiet', process.execPath, IVRUN, ...MARK, ...ivrunArgs], {
+      env: { ...clusterEnv(c), IVCOM_TEST_MARK: marker },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      onStdout?.(d);
+    });
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 50_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
     const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((res) => child.on('close', (cd, s) => res([cd, s])));
     clearTimeout(timer);
-    let agents = ranksRunning(`${IVRUN}\0--agent`);
-    for (let i = 0; i < 40 && agents.length > 0; i++) {
+    const ms = performance.now() - t0;
+    // Ranks carry the marker (exported with -x); agents are srun's steps, found by command line.
+    const left = () => [...processesWith(`IVCOM_TEST_MARK=${marker}`), ...ranksRunning(`${IVRUN}\0--agent`)];
+    let leftovers = left();
+    for (let i = 0; i < 60 && leftovers.length > 0; i++) {
       await new Promise((res) => setTimeout(res, 50));
-      agents = ranksRunning(`${IVRUN}\0--agent`);
+      leftovers = left();
     }
-    return { code, signal, stdout, stderr, ms: performance.now() - t0, leftovers: [...agents, ...ranksRunning(`${DOMAINS}\0`)] };
+    return { code, signal, stdout, stderr, ms, leftovers };
   }
 
   // --ntasks-per-node: with -n alone Slurm may pack 3 tasks on one node and 1 on the other.
   it('salloc -N 2 --ntasks-per-node 2 ivrun (no -n): ranks and nodes come from the allocation', async () => {
-    const r = await slurm(['salloc', '-N', '2', '--ntasks-per-node', '2', '--quiet', process.execPath, IVRUN, 'node', DOMAINS, 'where']);
+    const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['node', DOMAINS, 'where']);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
     const seen = wheres(r);
     expect(seen.map((w) => [w.hostname, w.node])).toEqual([
@@ -209,22 +223,39 @@ describe('Slurm', () => {
   });
 
   it('-n smaller than the allocation', async () => {
-    const r = await slurm(['salloc', '-N', '2', '--ntasks-per-node', '2', '--quiet', process.execPath, IVRUN, '-n', '3', 'node', DOMAINS, 'where']);
+    const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['-n', '3', 'node', DOMAINS, 'where']);
     expect(r.code).toBe(0);
     expect(wheres(r).map((w) => w.hostname)).toEqual(['ivt-h1', 'ivt-h1', 'ivt-h2']);
     expect(r.leftovers).toEqual([]);
   });
 
   it('a failing rank ends the job on every node', async () => {
-    const r = await slurm(['salloc', '-N', '2', '-n', '4', '--quiet', process.execPath, IVRUN, 'node', P2P, 'throws']);
+    const r = await salloc(['-N', '2', '-n', '4'], ['node', P2P, 'throws']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ivrun: rank 3 on ivt-h2 aborted the job: uncaught Error: deliberate failure/);
     expect(r.leftovers).toEqual([]);
   });
 
-  it('srun without ivrun refuses to make worlds of one, and says to use ivrun', async () => {
-    const r = await slurm(['srun', '-N', '2', '-n', '2', '--quiet', 'node', DOMAINS, 'where']);
+  it('SIGKILL of ivrun inside the allocation leaves nothing on any node', async () => {
+    let ready = 0;
+    const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['node', DOMAINS, 'hang'], (t) => {
+      ready += (t.match(/READY/g) ?? []).length;
+      if (ready === 4) {
+        ready++;
+        // ivrun itself (salloc's child), not salloc and not the srun steps.
+        for (const pid of ranksRunning(`${process.execPath}\0${IVRUN}\0-x`)) process.kill(pid, 'SIGKILL');
+      }
+    });
+    expect(ready).toBe(5);
     expect(r.code).not.toBe(0);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('srun without ivrun refuses to make worlds of one, and says to use ivrun', async () => {
+    const c = requireCluster(inject('cluster'));
+    const r = spawnSync('srun', ['-N', '2', '-n', '2', '--quiet', 'node', DOMAINS, 'where'], { env: clusterEnv(c), encoding: 'utf8', timeout: 50_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.status).not.toBe(0);
     expect(r.stdout).not.toContain('WHERE');
     expect(r.stderr).toMatch(/ERR_IVCOM_BOOTSTRAP|task \d of 2 started by srun, not a rank of an ivrun job/);
     expect(r.stderr).toMatch(/run 'ivrun node app.js'/);

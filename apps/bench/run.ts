@@ -2,7 +2,7 @@
 // rounds, medians and ratios (the machine is noisy: only same-run comparisons mean anything).
 //   npm run bench                       point-to-point, 5 rounds
 //   npm run bench -- --rounds 7 --quick
-//   npm run bench -- --suite collectives|idle|syscalls
+//   npm run bench -- --suite collectives|idle|syscalls|domains
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -92,6 +92,8 @@ if (suite === 'p2p') {
     process.exit(1);
   }
   await import('./collectives-run.js' as string);
+} else if (suite === 'domains') {
+  await import('./domains-run.js' as string);
 } else if (suite === 'idle') {
   // A rank blocked in recv() must sleep (about 0 % CPU) and wake fast when the message comes.
   for (const t of transports) {

@@ -5,7 +5,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
@@ -249,6 +249,27 @@ describe('Slurm', () => {
     expect(ready).toBe(5);
     expect(r.code).not.toBe(0);
     expect(r.leftovers).toEqual([]);
+  });
+
+  it('sbatch: ivrun in the batch script, on the first node of the allocation', async () => {
+    const c = requireCluster(inject('cluster'));
+    const marker = `slurm-${randomBytes(8).toString('hex')}`;
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'ivcom-sbatch-')), 'out');
+    const script = [process.execPath, IVRUN, ...MARK, 'node', DOMAINS, 'where'].join(' ');
+    const r = spawnSync('sbatch', ['--wait', '-N', '2', '--ntasks-per-node', '2', '-o', out, '--wrap', script], {
+      env: { ...clusterEnv(c), IVCOM_TEST_MARK: marker },
+      encoding: 'utf8',
+      timeout: 50_000,
+    });
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+    const seen = wheres({ stdout: readFileSync(out, 'utf8') } as JobResult);
+    expect(seen.map((w) => [w.hostname, w.listen])).toEqual([
+      ['ivt-h1', c.hosts[0]!.addr],
+      ['ivt-h1', c.hosts[0]!.addr],
+      ['ivt-h2', c.hosts[1]!.addr],
+      ['ivt-h2', c.hosts[1]!.addr],
+    ]);
+    expect(processesWith(`IVCOM_TEST_MARK=${marker}`)).toEqual([]);
   });
 
   it('srun without ivrun refuses to make worlds of one, and says to use ivrun', async () => {

@@ -75,8 +75,11 @@ export interface RunOptions {
   env?: Record<string, string>;
   timeoutMs?: number;
   onSpawn?: (pid: number) => void;
-  /** Called for every stdout chunk; lets a test react to a rank's output (e.g. send a signal). */
-  onStdout?: (text: string, pid: number) => void;
+  /**
+   * Called for every stdout chunk; lets a test react to a rank's output (e.g. send a signal).
+   * `pid` is ivrun's; `marker` is in the environment of every process of the job.
+   */
+  onStdout?: (text: string, pid: number, marker: string) => void;
 }
 
 /** Runs `ivrun ...args`, waits for it, then looks for leftover processes of the job. */
@@ -93,7 +96,7 @@ export async function ivrun(args: string[], opts: RunOptions = {}): Promise<JobR
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => {
     stdout += d;
-    opts.onStdout?.(d, child.pid!);
+    opts.onStdout?.(d, child.pid!, marker);
   });
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   opts.onSpawn?.(child.pid!);

@@ -3,27 +3,11 @@
 
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { fixture, IVRUN, ivrun, netNamespaces, ranksRunning, rootLinks, type JobResult } from '../helpers/job.js';
+import { fixture, IVRUN, ivrun, netNamespaces, rootLinks, type JobResult } from '../helpers/job.js';
+import { killNewestRank, wheres, whenReady, type Where } from '../helpers/where.js';
 
 const DOMAINS = fixture('domains.js');
 
-interface Where {
-  rank: number;
-  netns: string;
-  hostname: string;
-  listen: string;
-  domain: number;
-  addrs: string[];
-  transports: string[];
-}
-
-function wheres(r: JobResult): Where[] {
-  return r.stdout
-    .split('\n')
-    .filter((l) => l.startsWith('WHERE '))
-    .map((l) => JSON.parse(l.slice(6)) as Where)
-    .sort((a, b) => a.rank - b.rank);
-}
 
 /** Runs a netns job and checks that its namespaces, links and processes are gone afterwards. */
 async function netnsJob(args: string[], opts: Parameters<typeof ivrun>[1] = {}): Promise<{ r: JobResult; seen: Where[] }> {
@@ -97,32 +81,13 @@ describe('--isolation netns', () => {
   });
 
   it('SIGKILL of a rank: the job ends and nothing is left', async () => {
-    let ready = 0;
-    const { r } = await netnsJob(['-n', '4', '--vms', '2', 'node', DOMAINS, 'hang'], {
-      onStdout: (t) => {
-        ready += (t.match(/READY/g) ?? []).length;
-        if (ready === 4) {
-          ready++;
-          const victim = ranksRunning(`${DOMAINS}\0hang`).sort((a, b) => a - b).pop();
-          if (victim !== undefined) process.kill(victim, 'SIGKILL');
-        }
-      },
-    });
+    const { r } = await netnsJob(['-n', '4', '--vms', '2', 'node', DOMAINS, 'hang'], whenReady(4, killNewestRank));
     expect(r.code).toBe(137);
     expect(r.stderr).toMatch(/rank \d was killed by signal SIGKILL/);
   });
 
   it('SIGKILL of ivrun itself: nothing is left', async () => {
-    let ready = 0;
-    const { r } = await netnsJob(['-n', '4', '--vms', '2', 'node', DOMAINS, 'hang'], {
-      onStdout: (t, pid) => {
-        ready += (t.match(/READY/g) ?? []).length;
-        if (ready === 4) {
-          ready++;
-          process.kill(pid, 'SIGKILL');
-        }
-      },
-    });
+    const { r } = await netnsJob(['-n', '4', '--vms', '2', 'node', DOMAINS, 'hang'], whenReady(4, (ivrunPid) => process.kill(ivrunPid, 'SIGKILL')));
     expect(r.signal).toBe('SIGKILL');
   });
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { clusterEnv, requireCluster } from '../helpers/cluster-info.js';
 import { fixture, IVRUN, ivrun, processesWith, ranksRunning, type JobResult, type RunOptions } from '../helpers/job.js';
+import { killNewestRank, wheres, whenReady } from '../helpers/where.js';
 
 const DOMAINS = fixture('domains.js');
 const COLL = fixture('collectives.js');
@@ -19,22 +20,6 @@ const P2P = fixture('p2p.js');
 // so that the leftover check finds them.
 const MARK = ['-x', 'IVCOM_TEST_MARK'];
 
-interface Where {
-  rank: number;
-  hostname: string;
-  listen: string;
-  node: number;
-  addrs: string[];
-  transports: string[];
-}
-
-function wheres(r: JobResult): Where[] {
-  return r.stdout
-    .split('\n')
-    .filter((l) => l.startsWith('WHERE '))
-    .map((l) => JSON.parse(l.slice(6)) as Where)
-    .sort((a, b) => a.rank - b.rank);
-}
 
 /** ivrun with the cluster's ssh config, then: no rank and no agent left on any host. */
 async function hostsJob(args: string[], opts: RunOptions = {}): Promise<JobResult> {
@@ -121,33 +106,14 @@ describe('hosts over ssh', () => {
 
   it('SIGKILL of a rank on another host ends the job', async () => {
     const c = requireCluster(inject('cluster'));
-    let ready = 0;
-    const r = await hostsJob(['-H', `${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:2`, 'node', DOMAINS, 'hang'], {
-      onStdout: (t) => {
-        ready += (t.match(/READY/g) ?? []).length;
-        if (ready === 4) {
-          ready++;
-          const victim = ranksRunning(`${DOMAINS}\0hang`).sort((a, b) => a - b).pop();
-          if (victim !== undefined) process.kill(victim, 'SIGKILL');
-        }
-      },
-    });
+    const r = await hostsJob(['-H', `${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:2`, 'node', DOMAINS, 'hang'], whenReady(4, killNewestRank));
     expect(r.code).toBe(137);
     expect(r.stderr).toMatch(/rank \d on ivt-h\d was killed by signal SIGKILL/);
   });
 
   it('SIGKILL of the head ivrun leaves nothing running on any host', async () => {
     const c = requireCluster(inject('cluster'));
-    let ready = 0;
-    const r = await hostsJob(['-H', `localhost:1,${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:2`, 'node', DOMAINS, 'hang'], {
-      onStdout: (t, pid) => {
-        ready += (t.match(/READY/g) ?? []).length;
-        if (ready === 5) {
-          ready++;
-          process.kill(pid, 'SIGKILL');
-        }
-      },
-    });
+    const r = await hostsJob(['-H', `localhost:1,${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:2`, 'node', DOMAINS, 'hang'], whenReady(5, (ivrunPid) => process.kill(ivrunPid, 'SIGKILL')));
     expect(r.signal).toBe('SIGKILL');
   });
 
@@ -237,16 +203,12 @@ describe('Slurm', () => {
   });
 
   it('SIGKILL of ivrun inside the allocation leaves nothing on any node', async () => {
-    let ready = 0;
-    const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['node', DOMAINS, 'hang'], (t) => {
-      ready += (t.match(/READY/g) ?? []).length;
-      if (ready === 4) {
-        ready++;
-        // ivrun itself (salloc's child), not salloc and not the srun steps.
-        for (const pid of ranksRunning(`${process.execPath}\0${IVRUN}\0-x`)) process.kill(pid, 'SIGKILL');
-      }
+    // ivrun itself (salloc's child), not salloc and not the srun steps.
+    const kill = whenReady(4, () => {
+      for (const pid of ranksRunning(`${process.execPath}\0${IVRUN}\0-x`)) process.kill(pid, 'SIGKILL');
     });
-    expect(ready).toBe(5);
+    const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['node', DOMAINS, 'hang'], (t) => kill.onStdout(t, 0, ''));
+    expect(kill.fired()).toBe(true);
     expect(r.code).not.toBe(0);
     expect(r.leftovers).toEqual([]);
   });

@@ -359,7 +359,9 @@ MailProg=/bin/true
 KillWait=2
 MinJobAge=5
 $nodes
-PartitionName=ivt Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# Test files run two at a time: jobs share CPUs (up to 4 per CPU) rather than queue behind
+# each other and time out.
+PartitionName=ivt Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
   # slurmd 22.05 loads a cgroup plugin even when nothing uses cgroups, and `ip netns exec`
   # gives it a fresh /sys without /sys/fs/cgroup, where autodetection fails. v1 initialises

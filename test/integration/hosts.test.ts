@@ -144,7 +144,7 @@ describe('Slurm', () => {
    * `salloc …sallocArgs ivrun …ivrunArgs` with the cluster's Slurm environment (as a user's shell
    * in the cluster would), then looks for processes of the job left on any node.
    */
-  async function salloc(sallocArgs: string[], ivrunArgs: string[], onStdout?: (text: string) => void): Promise<JobResult> {
+  async function salloc(sallocArgs: string[], ivrunArgs: string[], onStdout?: (text: string, marker: string) => void): Promise<JobResult> {
     const c = requireCluster(inject('cluster'));
     const marker = `slurm-${randomBytes(8).toString('hex')}`;
     const t0 = performance.now();
@@ -156,7 +156,7 @@ describe('Slurm', () => {
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       stdout += d;
-      onStdout?.(d);
+      onStdout?.(d, marker);
     });
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
@@ -203,11 +203,13 @@ describe('Slurm', () => {
   });
 
   it('SIGKILL of ivrun inside the allocation leaves nothing on any node', async () => {
-    // ivrun itself (salloc's child), not salloc and not the srun steps.
-    const kill = whenReady(4, () => {
-      for (const pid of ranksRunning(`${process.execPath}\0${IVRUN}\0-x`)) process.kill(pid, 'SIGKILL');
+    // ivrun itself (salloc's child, with this job's marker), not salloc and not the srun steps.
+    const kill = whenReady(4, (_pid, marker) => {
+      const head = processesWith(`IVCOM_TEST_MARK=${marker}`).filter((pid) => ranksRunning(`${process.execPath}\0${IVRUN}\0-x`).includes(pid));
+      expect(head).toHaveLength(1);
+      process.kill(head[0]!, 'SIGKILL');
     });
-    const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['node', DOMAINS, 'hang'], (t) => kill.onStdout(t, 0, ''));
+    const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['node', DOMAINS, 'hang'], (t, marker) => kill.onStdout(t, 0, marker));
     expect(kill.fired()).toBe(true);
     expect(r.code).not.toBe(0);
     expect(r.leftovers).toEqual([]);

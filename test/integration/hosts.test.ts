@@ -204,14 +204,21 @@ describe('Slurm', () => {
 
   it('SIGKILL of ivrun inside the allocation leaves nothing on any node', async () => {
     // ivrun itself (salloc's child, with this job's marker), not salloc and not the srun steps.
+    // salloc's command line holds ivrun's too, and srun passes the marker on to the agents:
+    // ivrun is the one whose own command line starts with it.
+    const killed: number[] = [];
     const kill = whenReady(4, (_pid, marker) => {
-      const head = processesWith(`IVCOM_TEST_MARK=${marker}`).filter((pid) => ranksRunning(`${process.execPath}\0${IVRUN}\0-x`).includes(pid));
-      expect(head).toHaveLength(1);
-      process.kill(head[0]!, 'SIGKILL');
+      for (const pid of processesWith(`IVCOM_TEST_MARK=${marker}`)) {
+        if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').startsWith(`${process.execPath}\0${IVRUN}\0-x\0`)) {
+          process.kill(pid, 'SIGKILL');
+          killed.push(pid);
+        }
+      }
     });
     const r = await salloc(['-N', '2', '--ntasks-per-node', '2'], ['node', DOMAINS, 'hang'], (t, marker) => kill.onStdout(t, 0, marker));
-    expect(kill.fired()).toBe(true);
-    expect(r.code).not.toBe(0);
+    expect(killed).toHaveLength(1);
+    // (salloc itself reports its command's SIGKILL with status 0: nothing to assert there.)
+    expect(r.stdout).not.toContain('OK hang');
     expect(r.leftovers).toEqual([]);
   });
 

@@ -4,7 +4,6 @@
 // srun for the others). Policy — who failed, when the job ends — is the job's, not the agent's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import {
   BOOTSTRAP_FD_ENV,
@@ -17,8 +16,8 @@ import {
 import type { HostSpec } from './agent-protocol.js';
 import { NetnsDomains } from './domains/netns.js';
 import { forwardLines } from './output.js';
+import { TIED } from './tie.js';
 
-const SETPRIV = '/usr/bin/setpriv';
 /** How long the output of a finished job may keep flowing from a descendant that left the group. */
 const DRAIN_CAP_MS = 10_000;
 
@@ -80,10 +79,9 @@ export class HostAgent {
   private spawnRank(rank: number, domain: number): void {
     const { spec } = this;
     const vm = this.domains?.vm(domain);
-    // With setpriv, a rank gets SIGKILL the moment its agent dies, however it dies: no orphans
-    // even if ivrun itself is SIGKILLed. The runtime also leaves when its control channel closes.
-    const tie = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'KILL', '--'] : [];
-    const [file, ...args] = [...(vm?.enter ?? []), ...tie, ...spec.command];
+    // Tied to the agent (the runtime also leaves when its control channel closes). nsenter
+    // execs, so the agent stays the parent that the tie refers to.
+    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...spec.command];
     const grantFd = this.grants?.rankFd(rank);
     const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     if (grantFd !== undefined) stdio.push(grantFd);

@@ -14,9 +14,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { TIED } from '../tie.js';
 
-const SETPRIV = '/usr/bin/setpriv';
 /** How long namespace setup may take before the job is refused (a stuck `ip`, a full kernel). */
 const SETUP_TIMEOUT_MS = 10_000;
 
@@ -54,9 +53,8 @@ function run(file: string, args: string[], input: string): Promise<void> {
  * never configures the wrong namespace), then waits for EOF on stdin: the agent's end.
  */
 function holder(kinds: string[], hostname: string | undefined): Promise<Holder> {
-  const prefix = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'KILL', '--'] : [];
   const script = `${hostname ? 'hostname "$1" && ' : ''}echo ready && exec cat >/dev/null`;
-  const [file, ...args] = [...prefix, 'unshare', ...kinds, '--', '/bin/sh', '-c', script, 'sh', ...(hostname ? [hostname] : [])];
+  const [file, ...args] = [...TIED, 'unshare', ...kinds, '--', '/bin/sh', '-c', script, 'sh', ...(hostname ? [hostname] : [])];
   return new Promise((resolve, reject) => {
     const child = spawn(file!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let err = '';

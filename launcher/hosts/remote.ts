@@ -4,13 +4,12 @@
 // and it kills its ranks (which are tied to the agent the same way).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { readMessages, writeMessage, type LauncherMessage } from '../../transport/bootstrap/protocol.js';
 import type { AgentMessage, HeadMessage, HostSpec } from '../agent-protocol.js';
 import { forwardLines } from '../output.js';
+import { TIED } from '../tie.js';
 import type { HostEvents, HostLink } from './link.js';
 
-const SETPRIV = '/usr/bin/setpriv';
 /** After `finish`, how long the agent has to forward its last lines and leave. */
 const FINISH_CAP_MS = 10_000;
 /** Lines of the launcher's stderr kept to explain a failure (ssh's own messages are short). */
@@ -38,8 +37,7 @@ export class RemoteHost implements HostLink {
     spec: Omit<HostSpec, 'address' | 'stdin'>,
     private readonly events: HostEvents,
   ) {
-    const tie = existsSync(SETPRIV) ? [SETPRIV, '--pdeathsig', 'KILL', '--'] : [];
-    const [file, ...args] = [...tie, ...launcher];
+    const [file, ...args] = [...TIED, ...launcher];
     // Its own process group: a Ctrl-C at the terminal reaches ivrun, which ends the job in
     // order, rather than cutting every host's link at once.
     this.child = spawn(file!, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });

@@ -34,6 +34,10 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& 
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("syscall", Napi::String::New(env, syscall));
+  // The brand of ivcom's errors (transport/errors.ts): with its code, it makes this plain Error
+  // an `instanceof NativeError` (and IvcomError) without the addon knowing the JS classes.
+  error.Value().DefineProperty(Napi::PropertyDescriptor::Value(Napi::Symbol::For(env, "ivcom.error"), Napi::Boolean::New(env, true)));
+  error.Set("name", Napi::String::New(env, "NativeError"));
   ThrowWithCode(env, error, "ERR_IVCOM_NATIVE");
 }
 

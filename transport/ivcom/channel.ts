@@ -23,7 +23,7 @@
 
 import { Buffer } from 'node:buffer';
 import type { IncomingMessage, OutgoingMessage } from '../transport.js';
-import { CorruptError, IvcomError, OutOfRangeError, PeerLostError, StateError } from '../../runtime/errors.js';
+import { CorruptError, IvcomError, OutOfRangeError, PeerLostError, StateError } from '../errors.js';
 import {
   CLOSED_OFFSET_HIGH,
   CLOSED_OFFSET_LOW,

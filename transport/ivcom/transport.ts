@@ -11,7 +11,7 @@ import type {
   Transport,
   Upcalls,
 } from '../transport.js';
-import { BootstrapError, IvcomError, OutOfRangeError, StateError } from '../../runtime/errors.js';
+import { BootstrapError, IvcomError, OutOfRangeError, StateError } from '../errors.js';
 import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions, type CopyBytes } from './channel.js';
 import type { Grant, GrantSource } from './grant.js';
 import {

@@ -4,7 +4,7 @@
 
 import { constants as bufferConstants } from 'node:buffer';
 import net from 'node:net';
-import { AuthError, PeerLostError } from '../../runtime/errors.js';
+import { AuthError, PeerLostError } from '../errors.js';
 import type { Capabilities, DestinationRequest, Endpoint, OutgoingMessage, Transport, Upcalls } from '../transport.js';
 import { encodePrefix, FLAG_FIRST, FLAG_LAST, FrameReader, PREFIX_BYTES } from './framing.js';
 import { clientHandshake, HANDSHAKE_TIMEOUT_MS, serverHandshake } from './handshake.js';

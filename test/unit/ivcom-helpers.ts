@@ -127,7 +127,7 @@ export async function spinUntil(done: () => boolean, step: () => void = () => {}
 export function transpileIvcom(extra: Record<string, string> = {}): string {
   const out = mkdtempSync(join(tmpdir(), 'ivcom-js-'));
   const files = [
-    'runtime/errors.ts',
+    'transport/errors.ts',
     'transport/transport.ts',
     'transport/wire.ts',
     'transport/ivcom/layout.ts',

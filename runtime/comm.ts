@@ -105,12 +105,12 @@ export class Comm {
       into,
       signal,
     );
-    engine.hold();
+    engine.progress.hold();
     if (signal !== undefined) req.listen(matcher);
     req.seq = postSeq++;
     if (probe) matcher.probe(req);
     else matcher.post(req);
-    if (!req.done) engine.progress();
+    if (!req.done) engine.progress.kick();
     return req.promise as Promise<T>;
   }
 
@@ -181,7 +181,7 @@ export class Comm {
     this.checkRecv(source, tag, undefined);
     const m = this.engine.matcher(this.ctx);
     let env = m.peek(source === ANY_SOURCE ? ANY : this.world(source), tag);
-    if (env === undefined && this.engine.poll() > 0) {
+    if (env === undefined && this.engine.progress.poll() > 0) {
       env = m.peek(source === ANY_SOURCE ? ANY : this.world(source), tag);
     }
     return env === undefined ? null : statusOf(this.owner, env);

@@ -1,33 +1,19 @@
 // One per process: the transports, the matching engines of every context, the routing of a
-// peer to its transport, and the keep-alive that holds the event loop open exactly while there
-// is communication pending.
+// peer to its transport, and failure. How waiting works (spin, doorbells, keep-alive) is the
+// progress object's (progress.ts).
 
-import os from 'node:os';
 import type { PeerInfo, TransportMode } from '../transport/bootstrap/protocol.js';
 import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Transport, TransportName } from '../transport/transport.js';
+import { selectTransport } from '../transport/select.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
-import { OutOfRangeError, StateError, TransportUnavailableError } from './errors.js';
+import { StateError, TransportUnavailableError } from './errors.js';
 import { Matcher, type Envelope, type Request } from './match.js';
+import { localRanks, Progress } from './progress.js';
 
 /** Every completed-at-once send returns this one settled promise: no allocation per message. */
 const RESOLVED = Promise.resolve();
 const NO_BYTES = new Uint8Array(0);
-
-/** Longest run of back-to-back spins before the event loop gets a turn. */
-const FAIRNESS_NS = 2_000_000n;
-
-/** IVCOM_SPIN_US: a fixed spin budget in µs (unset or empty: adaptive). Anything else is refused. */
-export function spinOverride(v: string | undefined, rank: number): number | undefined {
-  if (v === undefined || v.trim() === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) {
-    throw new OutOfRangeError(
-      `rank ${rank}: IVCOM_SPIN_US must be a number of microseconds >= 0 (the spin before sleeping on the doorbell), got '${v}'; unset it for the adaptive default`,
-    );
-  }
-  return n;
-}
 
 export interface EngineInit {
   rank: number;
@@ -51,21 +37,13 @@ export class Engine {
   private readonly matchers = new Map<number, Matcher>();
   private readonly routes: Array<Endpoint | null | undefined> = [];
   private seq = 0;
-  private holds = 0;
-  private readonly keepAlive: NodeJS.Timeout;
+  /** Spinning, sleeping on doorbells, and holding the event loop open while work is pending. */
+  readonly progress: Progress;
   private failure: Error | undefined;
   private readonly pendingSends = new Set<Promise<void>>();
   /** Next free context id; agreed on collectively when communicators are created. */
   nextCtx = 2;
   finalized = false;
-  private readonly memory: Transport[] = [];
-  private spinScheduled = false;
-  private spinBudgetNs: bigint;
-  private readonly crowded: boolean;
-  private readonly spinMinNs: bigint;
-  private readonly spinMaxNs: bigint;
-  /** When the last spin gave up and the doorbells were armed (0n: not sleeping). */
-  private armedAt = 0n;
 
   constructor(init: EngineInit) {
     this.rank = init.rank;
@@ -76,27 +54,7 @@ export class Engine {
     this.bootstrap = init.bootstrap;
     this.tcp = init.tcp;
     this.ivcom = init.ivcom;
-    if (this.ivcom?.poll) this.memory.push(this.ivcom);
-    this.keepAlive = setInterval(() => {}, 1 << 30);
-    this.keepAlive.unref();
-    // Spinning only pays while every rank has a core; oversubscribed, a spinning rank steals the
-    // core its peer needs to answer, so yield to the kernel almost at once.
-    const local = init.peers.filter((p) => p.node === init.peers[init.rank]?.node).length;
-    const roomy = local <= os.availableParallelism();
-    const fixed = spinOverride(process.env.IVCOM_SPIN_US, init.rank);
-    const us = (x: number) => BigInt(Math.max(0, Math.round(x * 1000)));
-    // Crowded (more local ranks than cores): poll with a yield between polls, so the peer gets
-    // the core, and only briefly: a yielding rank still takes turns on the core (the scheduler
-    // hands it back long before the peer's turn is used up), so long yield-polling starves the
-    // ranks that have work. Measured, 4 ranks on 2 cores, 1 MiB allreduce: 4.1-4.9 ms with
-    // 100-300 us of yield-polling, 5.8 ms with 1 ms, 9-10 ms adapting up to 2 ms, 46 ms with 20 ms.
-    this.crowded = !roomy;
-    this.spinBudgetNs = us(fixed ?? (roomy ? 50 : 100));
-    // Adaptive: a wait that the doorbell ended soon after the spin gave up means the spin was
-    // just too short (e.g. the peer handles a window of messages before it answers): spin
-    // longer next time. A long sleep means the peer was really idle: spin less.
-    this.spinMinNs = fixed !== undefined ? this.spinBudgetNs : us(20);
-    this.spinMaxNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 1000 : 200);
+    this.progress = new Progress(init.rank, init.ivcom?.poll ? [init.ivcom] : [], localRanks(init.peers, init.rank));
   }
 
   matcher(ctx: number): Matcher {
@@ -105,28 +63,9 @@ export class Engine {
     return m;
   }
 
-  /**
-   * Which transport carries traffic to a world rank (the truth behind comm.transportTo), and the
-   * selection policy: self; ivcom for co-resident pairs; tcp otherwise; --transport overrides.
-   */
+  /** Which transport carries traffic to a world rank (the truth behind comm.transportTo). */
   transportName(peer: number): TransportName {
-    if (peer === this.rank) return 'self';
-    const sameNode = this.peers[peer]!.node === this.peers[this.rank]!.node;
-    if (this.mode === 'auto') return sameNode && this.ivcom ? 'ivcom' : 'tcp';
-    if (this.mode === 'tcp') return 'tcp';
-    if (!sameNode) {
-      throw new TransportUnavailableError(
-        `rank ${this.rank}: --transport ivcom was forced but rank ${peer} is on another host; shared memory only joins ranks of one host. Use --transport auto or tcp.`,
-        { rank: this.rank, peer },
-      );
-    }
-    if (!this.ivcom) {
-      throw new TransportUnavailableError(
-        `rank ${this.rank}: --transport ivcom was forced but the shared-memory transport is not available (native addon missing?). Run 'npm run build' or use --transport tcp.`,
-        { rank: this.rank, peer },
-      );
-    }
-    return 'ivcom';
+    return selectTransport({ rank: this.rank, peers: this.peers, mode: this.mode, ivcom: this.ivcom !== undefined }, peer);
   }
 
   private route(peer: number): Endpoint | null {
@@ -173,14 +112,14 @@ export class Engine {
       return RESOLVED;
     }
     this.out = this.newOutgoing();
-    this.hold();
+    this.progress.hold();
     // Waiting for ring space is waiting like a receive: spin (the polls write what fits), and
     // only then sleep on the doorbell. Left to the doorbell alone, every refill of the ring
     // cost a wake-up.
-    this.progress();
+    this.progress.kick();
     const tracked = p.finally(() => {
       this.pendingSends.delete(tracked);
-      this.release();
+      this.progress.release();
     });
     this.pendingSends.add(tracked);
     // The caller may never await it; its failure still reaches fail() through the transport.
@@ -245,134 +184,9 @@ export class Engine {
     return this.failure;
   }
 
-  /** Looks at the memory transports once (iprobe); returns how much moved (0: nothing). */
-  poll(): number {
-    let n = 0;
-    for (const tr of this.memory) n += tr.poll!();
-    return n;
-  }
-
-  /** Keeps the event loop alive while an operation is pending. */
-  hold(): void {
-    if (this.holds++ === 0 && !this.refd) {
-      this.refd = true;
-      this.keepAlive.ref();
-    }
-  }
-
-  release(): void {
-    // Unref lazily: a ping-pong goes 0 → 1 → 0 pending per message, and each ref()/unref() is
-    // a call into the timer binding. The check phase runs only once the microtasks have drained.
-    if (--this.holds === 0 && !this.unrefScheduled) {
-      this.unrefScheduled = true;
-      setImmediate(this.maybeUnref).unref();
-    }
-  }
-
-  private refd = false;
-  private unrefScheduled = false;
-  private readonly maybeUnref = (): void => {
-    this.unrefScheduled = false;
-    if (this.holds === 0 && this.refd) {
-      this.refd = false;
-      this.keepAlive.unref();
-    }
-  };
-
-  /**
-   * Called after posting a receive that did not complete at once: spin on the memory
-   * transports for a short budget (no syscalls), then arm their doorbells and let the event
-   * loop sleep. The spin runs in a microtask, after the caller has posted what it posts next.
-   */
-  progress(): void {
-    if (this.memory.length === 0 || this.spinScheduled) return;
-    this.spinScheduled = true;
-    queueMicrotask(this.spin);
-  }
-
-  private readonly spin = (): void => {
-    this.spinScheduled = false;
-    const t = this.memory;
-    let moved = 0;
-    if (this.holds > 0) {
-      const deadline = process.hrtime.bigint() + this.spinBudgetNs;
-      const relax = this.crowded;
-      for (let i = 0; ; i++) {
-        let n = 0;
-        for (const tr of t) n += tr.poll!();
-        moved += n;
-        if (n !== 0) continue;
-        // Stop once something moved and the rings are quiet again (a burst is taken whole, then
-        // its continuations run: receives completed, sends written), or when the budget is
-        // spent without anything moving.
-        if (moved !== 0) break;
-        if (relax) for (const tr of t) tr.relax?.();
-        if ((i & 15) === 15 && process.hrtime.bigint() >= deadline) break;
-      }
-    }
-    if (moved === 0) {
-      this.streak = 0;
-      if (this.holds > 0) this.armedAt = process.hrtime.bigint();
-      this.arm();
-      return;
-    }
-    if (this.holds > 0) {
-      // Progress, and operations still pending (a window of receives, queued sends): spin again once the
-      // continuations just released have run, instead of falling back to doorbells. Every few
-      // milliseconds of this, let the event loop turn once (timers, I/O: fairness).
-      this.spinScheduled = true;
-      if (this.streak === 0) this.streakStart = process.hrtime.bigint();
-      if (++this.streak < 64 || process.hrtime.bigint() - this.streakStart < FAIRNESS_NS) queueMicrotask(this.spin);
-      else {
-        this.streak = 0;
-        setImmediate(this.spin);
-      }
-      return;
-    }
-    this.streak = 0;
-    if (!this.armScheduled) {
-      // The spin paid off. Arming now would make the peer ring (a syscall) for a reply this
-      // rank will most likely spin for again; arm only once the program stops posting receives
-      // back to back (the check phase runs after every microtask has drained).
-      this.armScheduled = true;
-      setImmediate(this.deferredArm).unref();
-    }
-  };
-
-  private streak = 0;
-  private streakStart = 0n;
-
-  private armScheduled = false;
-  private readonly deferredArm = (): void => {
-    this.armScheduled = false;
-    // A spin is running again (receives were posted since): it arms when it gives up. Arming
-    // under it would only make the peer ring a doorbell (a syscall on each side) for nothing.
-    if (this.spinScheduled) return;
-    this.arm();
-  };
-
-  /** Before the event loop may sleep: doorbells armed, and one last look so nothing is missed. */
-  private arm(): void {
-    for (const tr of this.memory) tr.idle?.();
-  }
-
-  /** A receive completed: if it ended a sleep, tune the spin budget by how long the sleep was. */
-  completed(): void {
-    if (this.armedAt === 0n) return;
-    const slept = process.hrtime.bigint() - this.armedAt;
-    this.armedAt = 0n;
-    const b = this.spinBudgetNs;
-    // Judged against the longest spin, not the current one: a sleep's length includes the
-    // kernel wake-up (0.1-0.7 ms on an idle VM), so once both sides of an exchange sleep, every
-    // reply looks slower than any short spin and a rule relative to the budget never grows it
-    // (measured: a 64-message window stream slept on ~45 % of its windows).
-    if (slept < this.spinMaxNs) this.spinBudgetNs = b * 2n < this.spinMaxNs ? b * 2n : this.spinMaxNs;
-    else if (slept > 4n * this.spinMaxNs) this.spinBudgetNs = b / 2n > this.spinMinNs ? b / 2n : this.spinMinNs;
-  }
-
   async finalize(): Promise<void> {
     if (this.finalized) return;
-    this.hold();
+    this.progress.hold();
     try {
       await Promise.allSettled([...this.pendingSends]);
       this.finalized = true;
@@ -380,8 +194,8 @@ export class Engine {
       this.bootstrap?.send({ op: 'finalize' });
       this.bootstrap?.close();
     } finally {
-      this.release();
-      clearInterval(this.keepAlive);
+      this.progress.release();
+      this.progress.close();
     }
   }
 

@@ -77,7 +77,7 @@ export class Receive implements Request {
   }
 
   complete(env: Envelope): void {
-    this.owner.engine.completed();
+    this.owner.engine.progress.completed();
     this.finish();
     let v: unknown;
     try {
@@ -96,7 +96,7 @@ export class Receive implements Request {
   }
 
   private finish(): void {
-    this.owner.engine.release();
+    this.owner.engine.progress.release();
     if (this.onAbort !== undefined) this.signal!.removeEventListener('abort', this.onAbort);
   }
 

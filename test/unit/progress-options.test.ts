@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { spinOverride } from '../../runtime/engine.js';
+import { spinOverride } from '../../runtime/progress.js';
 
 describe('IVCOM_SPIN_US', () => {
   it('unset or empty leaves the adaptive spin; a number of µs fixes it', () => {

@@ -4,66 +4,21 @@
 // bigint of any size, undefined, cycles and nested typed arrays survive.
 
 import { Packr } from 'msgpackr';
+import { Codec } from './codec-ids.js';
 import { CorruptError } from './errors.js';
+import { CODEC_OF_PROTO, CTOR_OF_CODEC, eachKind } from './typed.js';
 
-export const enum Codec {
-  Msgpack = 0,
-  ArrayBuffer = 1,
-  DataView = 2,
-  Buffer = 3,
-  Int8 = 4,
-  Uint8 = 5,
-  Uint8Clamped = 6,
-  Int16 = 7,
-  Uint16 = 8,
-  Int32 = 9,
-  Uint32 = 10,
-  Float32 = 11,
-  Float64 = 12,
-  BigInt64 = 13,
-  BigUint64 = 14,
-}
-export const CODEC_MAX = 14;
+export { Codec, CODEC_MAX } from './codec-ids.js';
 
-type TypedArrayCtor =
-  | Int8ArrayConstructor
-  | Uint8ArrayConstructor
-  | Uint8ClampedArrayConstructor
-  | Int16ArrayConstructor
-  | Uint16ArrayConstructor
-  | Int32ArrayConstructor
-  | Uint32ArrayConstructor
-  | Float32ArrayConstructor
-  | Float64ArrayConstructor
-  | BigInt64ArrayConstructor
-  | BigUint64ArrayConstructor;
-
-const TYPED: ReadonlyArray<readonly [TypedArrayCtor, Codec]> = [
-  [Int8Array, Codec.Int8],
-  [Uint8Array, Codec.Uint8],
-  [Uint8ClampedArray, Codec.Uint8Clamped],
-  [Int16Array, Codec.Int16],
-  [Uint16Array, Codec.Uint16],
-  [Int32Array, Codec.Int32],
-  [Uint32Array, Codec.Uint32],
-  [Float32Array, Codec.Float32],
-  [Float64Array, Codec.Float64],
-  [BigInt64Array, Codec.BigInt64],
-  [BigUint64Array, Codec.BigUint64],
-];
-const CTOR_OF: Array<TypedArrayCtor | undefined> = [];
-const CODEC_OF = new Map<unknown, Codec>();
-for (const [ctor, codec] of TYPED) {
-  CTOR_OF[codec] = ctor;
-  CODEC_OF.set(ctor.prototype, codec);
-}
+const CTOR_OF = CTOR_OF_CODEC;
+const CODEC_OF = CODEC_OF_PROTO;
 
 // V8 keeps typed arrays of up to 64 bytes on its heap (typed_array_max_size_in_heap).
 const ON_HEAP_MAX = 64;
 const scratch = new ArrayBuffer(ON_HEAP_MAX);
 const scratchU8 = new Uint8Array(scratch);
 const scratchViews: Array<ArrayLike<unknown> & { subarray(a: number, b: number): unknown }> = [];
-for (const [ctor, codec] of TYPED) scratchViews[codec] = new ctor(scratch);
+eachKind((ctor, codec) => (scratchViews[codec] = new ctor(scratch)));
 function scratchOf(codec: number) {
   return scratchViews[codec]!;
 }
@@ -76,10 +31,6 @@ export interface Encoded {
   bytes: Uint8Array;
 }
 
-/** Whether a value travels as raw bytes (and so arrives as the same type and length). */
-export function isRaw(value: unknown): value is ArrayBufferView | ArrayBuffer {
-  return ArrayBuffer.isView(value) || value instanceof ArrayBuffer;
-}
 
 export function encode(value: unknown): Encoded {
   if (ArrayBuffer.isView(value)) {

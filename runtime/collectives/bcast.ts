@@ -15,7 +15,8 @@ import type { CollPort } from './port.js';
 import { allocKind, describe, typedKind, type AnyTypedArray } from './op.js';
 import { ringAllgather } from './ring.js';
 import { pieceElems, selectBcastLarge, useHierarchy } from './select.js';
-import { checkRoot, chunkStart, cloneValue, ceilPow2, isRaw, lowbit, mod, nextTagBase, Pending, subPort, topology } from './util.js';
+import { isRaw } from '../typed.js';
+import { checkRoot, chunkStart, cloneValue, ceilPow2, lowbit, mod, nextTagBase, Pending, subPort, topology } from './util.js';
 
 interface LargeHeader {
   k: string;

@@ -39,68 +39,9 @@ export type OpLike = Op[keyof Op] | ((a: any, b: any) => any);
 
 const BUILTINS: ReadonlySet<string> = new Set(Object.values(Op));
 
-export type AnyTypedArray =
-  | Int8Array
-  | Uint8Array
-  | Uint8ClampedArray
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | Float32Array
-  | Float64Array
-  | BigInt64Array
-  | BigUint64Array;
+import { CTOR_OF_KIND, typedKind, type AnyTypedArray, type Kind } from '../typed.js';
 
-type Kind =
-  | 'Int8Array'
-  | 'Uint8Array'
-  | 'Uint8ClampedArray'
-  | 'Int16Array'
-  | 'Uint16Array'
-  | 'Int32Array'
-  | 'Uint32Array'
-  | 'Float32Array'
-  | 'Float64Array'
-  | 'BigInt64Array'
-  | 'BigUint64Array';
-
-const CTORS = [
-  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
-  Float32Array, Float64Array, BigInt64Array, BigUint64Array,
-] as const;
-type TypedCtor = { new (length: number): AnyTypedArray; new (buffer: ArrayBuffer, byteOffset: number, length: number): AnyTypedArray };
-const CTOR_OF_KIND = new Map<string, TypedCtor>(CTORS.map((c) => [c.name, c as TypedCtor]));
-
-const KIND_OF_PROTO = new Map<unknown, Kind>([
-  [Int8Array.prototype, 'Int8Array'],
-  [Uint8Array.prototype, 'Uint8Array'],
-  [Uint8ClampedArray.prototype, 'Uint8ClampedArray'],
-  [Int16Array.prototype, 'Int16Array'],
-  [Uint16Array.prototype, 'Uint16Array'],
-  [Int32Array.prototype, 'Int32Array'],
-  [Uint32Array.prototype, 'Uint32Array'],
-  [Float32Array.prototype, 'Float32Array'],
-  [Float64Array.prototype, 'Float64Array'],
-  [BigInt64Array.prototype, 'BigInt64Array'],
-  [BigUint64Array.prototype, 'BigUint64Array'],
-]);
-
-/**
- * The element kind of a typed array ('Float64Array', ...; a Buffer counts as 'Uint8Array'), or
- * undefined for anything else (DataView, ArrayBuffer, plain values).
- */
-export function typedKind(x: unknown): Kind | undefined {
-  if (!ArrayBuffer.isView(x) || x instanceof DataView) return undefined;
-  let proto: unknown = Object.getPrototypeOf(x);
-  // Buffer (and other subclasses): walk up to the built-in kind.
-  for (let i = 0; i < 4 && proto !== null; i++) {
-    const k = KIND_OF_PROTO.get(proto);
-    if (k !== undefined) return k;
-    proto = Object.getPrototypeOf(proto);
-  }
-  return undefined;
-}
+export { typedKind, type AnyTypedArray };
 
 /** A name for a value's type, for error messages. */
 export function typeName(x: unknown): string {

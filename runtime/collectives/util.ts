@@ -4,6 +4,7 @@
 
 import { InvalidArgTypeError, OutOfRangeError } from '../errors.js';
 import type { CollPort } from './port.js';
+import { isRaw } from '../typed.js';
 import { copyTyped, typedKind, type AnyTypedArray } from './op.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -30,10 +31,6 @@ export function mod(x: number, n: number): number {
   return ((x % n) + n) % n;
 }
 
-/** Whether a value travels as raw bytes (typed arrays, DataView, Buffer, ArrayBuffer). */
-export function isRaw(v: unknown): v is ArrayBufferView | ArrayBuffer {
-  return ArrayBuffer.isView(v) || v instanceof ArrayBuffer;
-}
 
 /** Byte size of a raw value, 0 for anything else. */
 export function rawBytes(v: unknown): number {

@@ -310,8 +310,8 @@ describe('ivcom channel shutdown and re-entry', () => {
     const prod = makeSide(sab, true, 0, 1, 4096, () => {});
     const tags: number[] = [];
     const cons = makeSide(sab, false, 1, 0, 4096, () => {});
-    // Re-entrant consumer: its deliver polls the same channel.
-    (cons.ch as unknown as { deliverCb: (m: { tag: number }) => void }).deliverCb = (m) => {
+    // Re-entrant consumer: its deliver polls the same channel (the consumer half delivers).
+    (cons.ch as unknown as { rx: { deliverCb: (m: { tag: number }) => void } }).rx.deliverCb = (m) => {
       tags.push(m.tag);
       cons.ch.poll();
     };

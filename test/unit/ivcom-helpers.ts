@@ -132,6 +132,9 @@ export function transpileIvcom(extra: Record<string, string> = {}): string {
     'transport/wire.ts',
     'transport/ivcom/layout.ts',
     'transport/ivcom/grant.ts',
+    'transport/ivcom/ring.ts',
+    'transport/ivcom/ring-tx.ts',
+    'transport/ivcom/ring-rx.ts',
     'transport/ivcom/channel.ts',
   ];
   for (const f of files) {

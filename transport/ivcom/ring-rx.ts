@@ -8,7 +8,7 @@ import type { IncomingMessage } from '../transport.js';
 import { IvcomError } from '../errors.js';
 import { readHeaderWords, type HeaderWords } from '../wire.js';
 import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
-import { copyBytes, TINY_COPY, type CopyBytes, type RingHost, type RingView } from './ring.js';
+import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 /** What allocate() is told about the incoming message (already bounds-checked). */
 export interface DestinationRequest {
@@ -28,9 +28,7 @@ const SMALL_MAX = 4096;
 const TINY_MAX = 64;
 const SLAB_BYTES = 64 * 1024;
 
-export interface RxOptions {
-  rank: number;
-  peer: number;
+export interface RxOptions extends HalfOptions {
   maxCtx: number;
   maxCodec: number;
   maxMessage: number;
@@ -38,23 +36,15 @@ export interface RxOptions {
   releaseBytes: number;
   deliver: (msg: IncomingMessage) => void;
   allocate?: (h: DestinationRequest) => Uint8Array | undefined;
-  copy?: CopyBytes;
 }
 
-export class RxRing {
-  private readonly i32: Int32Array;
-  private readonly u8: Uint8Array;
-  private readonly cap: number;
-  private readonly mask: number;
-  private readonly rank: number;
-  private readonly peer: number;
+export class RxRing extends RingHalf {
   private readonly maxCtx: number;
   private readonly maxCodec: number;
   private readonly maxMessage: number;
   private readonly releaseBytes: number;
   private readonly deliverCb: (msg: IncomingMessage) => void;
   private readonly allocateCb: ((h: DestinationRequest) => Uint8Array | undefined) | undefined;
-  private readonly nativeCopy: CopyBytes | undefined;
   /** The record header being read, copied out of the segment (reused: no allocation per record). */
   private readonly hdr: HeaderWords = { ctx: 0, source: 0, tag: 0, codec: 0, flags: 0, reserved: 0, total: 0 };
   /** Private consumer index; never read back from the segment. */
@@ -74,24 +64,14 @@ export class RxRing {
   private slab: ArrayBuffer = new ArrayBuffer(SLAB_BYTES);
   private slabOff = 0;
 
-  constructor(
-    private readonly v: RingView,
-    private readonly host: RingHost,
-    o: RxOptions,
-  ) {
-    this.i32 = v.i32;
-    this.u8 = v.u8;
-    this.cap = v.cap;
-    this.mask = v.mask;
-    this.rank = o.rank;
-    this.peer = o.peer;
+  constructor(v: RingView, host: RingHost, o: RxOptions) {
+    super(v, host, o);
     this.maxCtx = o.maxCtx;
     this.maxCodec = o.maxCodec;
     this.maxMessage = o.maxMessage;
     this.releaseBytes = o.releaseBytes;
     this.deliverCb = o.deliver;
     this.allocateCb = o.allocate;
-    this.nativeCopy = o.copy;
   }
 
   /** Spinning again: the producer need not ring. */

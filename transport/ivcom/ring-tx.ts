@@ -7,7 +7,7 @@ import type { OutgoingMessage } from '../transport.js';
 import { OutOfRangeError } from '../errors.js';
 import { writeHeaderWords } from '../wire.js';
 import { FRAG_FIRST, FRAG_LAST, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
-import { copyBytes, TINY_COPY, type CopyBytes, type RingHost, type RingView } from './ring.js';
+import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 /** Messages longer than this may be split to fill what is left of the ring. */
 const MIN_SPLIT = 4096;
@@ -26,28 +26,18 @@ interface PendingSend {
   error: Error | undefined;
 }
 
-export interface TxOptions {
-  rank: number;
-  peer: number;
+export interface TxOptions extends HalfOptions {
   chunkBytes: number;
   /** Word index of the peer's closed word (a consumer that left never frees space again). */
   peerClosedW: number;
   onPending?: (pending: boolean) => void;
-  copy?: CopyBytes;
 }
 
-export class TxRing {
-  private readonly i32: Int32Array;
-  private readonly u8: Uint8Array;
-  private readonly cap: number;
-  private readonly mask: number;
-  private readonly rank: number;
-  private readonly peer: number;
+export class TxRing extends RingHalf {
   private readonly chunkBytes: number;
   private readonly minSplit: number;
   private readonly peerClosedW: number;
   private readonly onPending: ((pending: boolean) => void) | undefined;
-  private readonly nativeCopy: CopyBytes | undefined;
   /** Private producer index; the shared copy is only ever written from it. */
   private prod = 0;
   /** Last validated consumer index (refreshed only when the ring looks full). */
@@ -61,22 +51,12 @@ export class TxRing {
   private cpPart = 0;
   private cpOff = 0;
 
-  constructor(
-    private readonly v: RingView,
-    private readonly host: RingHost,
-    o: TxOptions,
-  ) {
-    this.i32 = v.i32;
-    this.u8 = v.u8;
-    this.cap = v.cap;
-    this.mask = v.mask;
-    this.rank = o.rank;
-    this.peer = o.peer;
+  constructor(v: RingView, host: RingHost, o: TxOptions) {
+    super(v, host, o);
     this.chunkBytes = o.chunkBytes;
     this.minSplit = Math.min(MIN_SPLIT, o.chunkBytes);
     this.peerClosedW = o.peerClosedW;
     this.onPending = o.onPending;
-    this.nativeCopy = o.copy;
   }
 
   /** Sends waiting for ring space. */

@@ -65,3 +65,35 @@ export interface RingHost {
   /** A rejected promise carrying why sending is over. */
   rejectedSend(): Promise<void>;
 }
+
+/** What both halves of a channel know: which ring they work on, for which pair, and how to copy. */
+export interface HalfOptions {
+  rank: number;
+  peer: number;
+  copy?: CopyBytes;
+}
+
+/** One half of a channel over one direction's ring; the hot fields are copied out of the view. */
+export abstract class RingHalf {
+  protected readonly i32: Int32Array;
+  protected readonly u8: Uint8Array;
+  protected readonly cap: number;
+  protected readonly mask: number;
+  protected readonly rank: number;
+  protected readonly peer: number;
+  protected readonly nativeCopy: CopyBytes | undefined;
+
+  constructor(
+    protected readonly v: RingView,
+    protected readonly host: RingHost,
+    o: HalfOptions,
+  ) {
+    this.i32 = v.i32;
+    this.u8 = v.u8;
+    this.cap = v.cap;
+    this.mask = v.mask;
+    this.rank = o.rank;
+    this.peer = o.peer;
+    this.nativeCopy = o.copy;
+  }
+}

@@ -3,6 +3,8 @@
 //   npm run bench                       point-to-point, 5 rounds
 //   npm run bench -- --rounds 7 --quick
 //   npm run bench -- --suite collectives|idle|syscalls|domains
+//   npm run bench -- --peers            (= --suite peers) the same patterns in C against Open MPI
+//                                       and in mpi4py, beside ivcom and its tcp (peers-run.ts)
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -17,7 +19,7 @@ const opt = (name: string, dflt: string) => {
   return i >= 0 ? args[i + 1]! : dflt;
 };
 const rounds = Number(opt('rounds', '5'));
-const suite = opt('suite', 'p2p');
+const suite = args.includes('--peers') ? 'peers' : opt('suite', 'p2p');
 const quick = args.includes('--quick');
 const transports = opt('transports', 'ivcom,tcp').split(',');
 
@@ -92,6 +94,8 @@ if (suite === 'p2p') {
     process.exit(1);
   }
   await import('./collectives-run.js' as string);
+} else if (suite === 'peers') {
+  await import('./peers-run.js' as string);
 } else if (suite === 'domains') {
   await import('./domains-run.js' as string);
 } else if (suite === 'idle') {
@@ -162,6 +166,6 @@ if (suite === 'p2p') {
     console.log(`ivcom / tcp syscalls per message: ${((a.all / b.all) * 100).toFixed(2)} %; without futex: ${(((a.all - a.futex) / (b.all - b.futex)) * 100).toFixed(2)} %`);
   }
 } else {
-  console.error(`bench: unknown suite '${suite}' (p2p, collectives, idle or syscalls)`);
+  console.error(`bench: unknown suite '${suite}' (p2p, collectives, peers, domains, idle or syscalls)`);
   process.exit(2);
 }

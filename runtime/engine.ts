@@ -10,6 +10,7 @@ import { BootstrapClient } from './bootstrap.js';
 import { StateError, TransportUnavailableError } from './errors.js';
 import { Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
+import { StagingPool } from './staging.js';
 
 /** Every completed-at-once send returns this one settled promise: no allocation per message. */
 const RESOLVED = Promise.resolve();
@@ -143,6 +144,12 @@ export class Engine {
 
   /** Receives taken by a message still arriving, keyed by the view the transport fills. */
   private readonly claims = new Map<Uint8Array, Request>();
+
+  /** Memory for large messages that arrive before a receive is posted for them. */
+  readonly staging = new StagingPool();
+
+  /** Upcall from transports: reusable memory for a large message nobody claimed (staging.ts). */
+  readonly stage = (h: DestinationRequest): Uint8Array | undefined => this.staging.take(h.byteLength);
 
   /** Upcall from transports: place a large message straight into a posted recvInto buffer. */
   readonly allocate = (h: DestinationRequest): Uint8Array | undefined => {

@@ -62,6 +62,7 @@ async function start(): Promise<Comm> {
       deliver: (m) => engine!.arrive(m),
       fail: (e) => engine!.fail(e),
       allocate: (h) => engine!.allocate(h),
+      stage: (h) => engine!.stage(h),
     };
     const host = process.env.IVCOM_HOST ?? '127.0.0.1';
     const tcp = new TcpTransport({ rank, upcalls, host });
@@ -108,7 +109,8 @@ async function sharedMemory(
     upcalls,
     kmod: mods.kmod,
     ringBytes: info.ringBytes,
-    allocate: (h) => upcalls.allocate!(h),
+    // A posted receive's buffer, else reusable staging memory: no fresh pages per large message.
+    allocate: (h) => upcalls.allocate!(h) ?? upcalls.stage!(h),
   });
 }
 

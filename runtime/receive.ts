@@ -104,8 +104,10 @@ export class Receive implements Request {
     const owner = this.owner;
     switch (this.yields) {
       case Yield.Value:
+        owner.engine.staging.forget(env.payload);
         return decode(env.codec, env.payload, env.source);
       case Yield.Message:
+        owner.engine.staging.forget(env.payload);
         return { data: decode(env.codec, env.payload, env.source), source: owner.local(env.source), tag: env.tag };
       case Yield.Status:
         return statusOf(owner, env);
@@ -114,19 +116,24 @@ export class Receive implements Request {
         const n = env.payload.byteLength;
         const from = owner.local(env.source);
         if (n > view.byteLength) {
+          owner.engine.staging.give(env.payload);
           throw new TruncateError(
             `rank ${owner.rank}: message from rank ${from} (tag ${env.tag}) is ${n} bytes but the buffer holds ${view.byteLength}; the message was consumed. Post a larger buffer, or probe() first to learn the size.`,
             { rank: owner.engine.rank, peer: env.source },
           );
         }
         if (!placedIn(env.payload, view)) view.set(env.payload);
+        owner.engine.staging.give(env.payload);
         return { source: from, tag: env.tag, byteLength: n };
       }
       case Yield.Piece: {
         const view = this.into!;
         const n = env.payload.byteLength;
         // A piece that does not fit is a mismatch the caller reports; copy nothing then.
-        if (n <= view.byteLength && !placedIn(env.payload, view)) view.set(env.payload);
+        if (n <= view.byteLength && !placedIn(env.payload, view)) {
+          view.set(env.payload);
+          owner.engine.staging.give(env.payload);
+        }
         return { byteLength: n, codec: env.codec };
       }
     }

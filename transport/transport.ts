@@ -72,6 +72,11 @@ export interface Upcalls {
    * then that very view.
    */
   allocate?(h: DestinationRequest): Uint8Array | undefined;
+  /**
+   * Optional: reusable memory for a large message no receive has claimed (undefined: allocate
+   * fresh). The ivcom transport uses it; over TCP it measured slower (runtime/staging.ts).
+   */
+  stage?(h: DestinationRequest): Uint8Array | undefined;
   /** A channel failed (peer gone, corrupt ring, bad handshake on an established peer). */
   fail(err: Error): void;
 }

@@ -22,6 +22,7 @@ describe.each(TRANSPORTS)('point to point over %s', (transport) => {
   it('carries a 64 MiB message both ways (checksummed)', () => scenario('big', 2, transport));
   it('truncates into a small buffer with ERR_IVCOM_TRUNCATE and consumes the message', () => scenario('truncate', 2, transport));
   it('receives large messages straight into posted buffers, wildcards and truncation intact', () => scenario('into', 2, transport));
+  it('stages large unexpected messages in reused memory without mixing them up', () => scenario('staged', 2, transport));
   it('rejects an aborted receive, which then matches nothing', () => scenario('abortrecv', 2, transport));
   it('probes without consuming', () => scenario('probe', 2, transport));
   it('rejects bad arguments with Node codes', () => scenario('badargs', 2, transport));

@@ -43,7 +43,7 @@ export type AgentMessage =
    * The agent runs. `address`: where its ranks listen (this host's address on the path from
    * the head); `head`: the head's address as this host sees it, for the head's own ranks.
    */
-  | { op: 'ready'; address: string; head?: string; hostname: string }
+  | { op: 'ready'; address: string; head?: string }
   | { op: 'from-rank'; rank: number; msg: RankMessage }
   | { op: 'line'; rank: number; fd: 1 | 2; text: string }
   | { op: 'exit'; rank: number; code: number | null; signal: NodeJS.Signals | null }

@@ -41,7 +41,7 @@ export async function serveAgent(): Promise<void> {
   let killed: NodeJS.Signals | undefined;
   process.stdout.on('error', () => {});
   const where = await whereAmI(process.env);
-  say({ op: 'ready', address: where.address, head: where.head, hostname: hostname() });
+  say({ op: 'ready', address: where.address, head: where.head });
 
   const onMessage = async (m: HeadMessage): Promise<void> => {
     switch (m.op) {

@@ -10,9 +10,6 @@ import { CODEC_OF_PROTO, CTOR_OF_CODEC, eachKind } from './typed.js';
 
 export { Codec, CODEC_MAX } from './codec-ids.js';
 
-const CTOR_OF = CTOR_OF_CODEC;
-const CODEC_OF = CODEC_OF_PROTO;
-
 // V8 keeps typed arrays of up to 64 bytes on its heap (typed_array_max_size_in_heap).
 const ON_HEAP_MAX = 64;
 const scratch = new ArrayBuffer(ON_HEAP_MAX);
@@ -37,7 +34,7 @@ export function encode(value: unknown): Encoded {
     // A Uint8Array is already the view we need; taking `.buffer` of a small (on-heap) typed
     // array would make V8 move it off-heap, a cost on every send.
     if (Object.getPrototypeOf(value) === Uint8Array.prototype) return { codec: Codec.Uint8, bytes: value as Uint8Array };
-    const codec = CODEC_OF.get(Object.getPrototypeOf(value));
+    const codec = CODEC_OF_PROTO.get(Object.getPrototypeOf(value));
     if (codec !== undefined && value.byteLength <= ON_HEAP_MAX) {
       // Same reason: a small typed array is copied element-wise through the aligned scratch
       // instead of having its buffer materialized (the transport copies it anyway).
@@ -83,7 +80,7 @@ export function decode(codec: number, bytes: Uint8Array, peer: number): unknown 
     case Codec.Buffer:
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     default: {
-      const ctor = CTOR_OF[codec];
+      const ctor = CTOR_OF_CODEC[codec];
       if (ctor === undefined) throw new CorruptError(`message from rank ${peer} has unknown codec ${codec}`, { peer });
       const size = ctor.BYTES_PER_ELEMENT;
       if (bytes.byteLength % size !== 0) {

@@ -10,8 +10,6 @@ export interface HostEvents extends AgentEvents {
 }
 
 export interface HostLink {
-  /** The host's name as the user gave it (hostfile, -H, the Slurm allocation), or `localhost`. */
-  readonly name: string;
   send(rank: number, msg: LauncherMessage): void;
   kill(signal: NodeJS.Signals): void;
   /** After every rank of the host has exited: forward the last output, release everything. */

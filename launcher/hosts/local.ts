@@ -6,8 +6,6 @@ import { HostAgent } from '../agent.js';
 import type { HostEvents, HostLink } from './link.js';
 
 export class LocalHost implements HostLink {
-  readonly name = 'localhost';
-
   private constructor(private readonly agent: HostAgent) {}
 
   static async start(spec: HostSpec, events: HostEvents): Promise<LocalHost> {

@@ -32,7 +32,7 @@ export class RemoteHost implements HostLink {
 
   /** `launcher`: the argv that runs `ivrun --agent` on the host (ssh …, srun …). */
   constructor(
-    readonly name: string,
+    name: string,
     launcher: string[],
     spec: Omit<HostSpec, 'address' | 'stdin'>,
     private readonly events: HostEvents,

@@ -4,20 +4,14 @@
 // the channel that owns both, channel.ts (its header explains the ordering).
 
 import { Buffer } from 'node:buffer';
-import type { IncomingMessage } from '../transport.js';
+import type { DestinationRequest, IncomingMessage } from '../transport.js';
 import { IvcomError } from '../errors.js';
 import { readHeaderWords, type HeaderWords } from '../wire.js';
 import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
-/** What allocate() is told about the incoming message (already bounds-checked). */
-export interface DestinationRequest {
-  ctx: number;
-  source: number;
-  tag: number;
-  codec: number;
-  byteLength: number;
-}
+// What allocate() is told about the incoming message (already bounds-checked): the transports' one type.
+export type { DestinationRequest };
 
 /**
  * Payloads up to this size are carved out of a shared slab (one ArrayBuffer per 64 KiB): a fresh

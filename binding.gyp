@@ -12,7 +12,8 @@
         "kmod/src/grant.cc",
         "kmod/src/doorbell.cc",
         "kmod/src/reduce.cc",
-        "kmod/src/copy.cc"
+        "kmod/src/copy.cc",
+        "kmod/src/cma.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -69,6 +69,8 @@ interface Addon {
   FdWatcher: FdWatcherConstructor;
   reduceInto: ReduceInto;
   copyBytes: CopyBytes;
+  memAddress: MemAddress;
+  vmRead: VmRead;
 }
 
 /**
@@ -146,3 +148,15 @@ export const reduceInto: ReduceInto = addon.reduceInto;
  */
 export type CopyBytes = (dst: ArrayBufferView, dstOff: number, src: ArrayBufferView, srcOff: number, n: number) => void;
 export const copyBytes: CopyBytes = addon.copyBytes;
+
+/** The address of a view's first byte in this process (for a co-resident peer's vmRead). */
+export type MemAddress = (view: ArrayBufferView) => bigint;
+export const memAddress: MemAddress = addon.memAddress;
+
+/**
+ * process_vm_readv: copies n bytes at `address` of process `pid` into dst (at byte dstOff). Throws
+ * a NativeError (syscall 'process_vm_readv') when the kernel refuses (EPERM: another user or
+ * ptrace policy; ESRCH: no such process) or the remote range is not mapped (EFAULT).
+ */
+export type VmRead = (pid: number, address: bigint, dst: ArrayBufferView, dstOff: number, n: number) => void;
+export const vmRead: VmRead = addon.vmRead;

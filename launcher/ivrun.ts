@@ -77,6 +77,11 @@ async function main(): Promise<void> {
     .option('x', { type: 'string', describe: 'Export an environment variable to the ranks: NAME (its current value) or NAME=VALUE; repeatable. Ranks on other hosts get only these' })
     .option('tag-output', { type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
     .option('timeout', { type: 'number', describe: 'End the job (exit status 124) if it runs longer than this many seconds' })
+    .option('single-copy', {
+      choices: ['on', 'off'] as const,
+      default: 'on' as const,
+      describe: 'on: a large message between ranks of one host is copied once, straight from the sender\'s memory into the receiver\'s (process_vm_readv, where the kernel allows it); off: always streamed through the shared ring',
+    })
     .option('ring-bytes', { type: 'number', default: DEFAULT_RING_BYTES, describe: 'Bytes of each shared-memory ring (one per direction of a pair)' })
     .option('hostfile', { alias: ['machinefile'], type: 'string', describe: "Hosts to run ranks on: lines 'host slots=N' (Open MPI) or 'host:N' (MPICH); # comments. Others than this machine are reached over ssh" })
     .option('H', { alias: 'host', type: 'string', describe: 'Hosts as a list: host1:slots,host2:slots (a host without :slots has one)' })
@@ -192,6 +197,7 @@ async function main(): Promise<void> {
     transport: argv.transport,
     isolation: argv.isolation,
     ringBytes,
+    singleCopy: argv['single-copy'] === 'on',
     launcherFor: launcher,
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => job.signal(sig));

@@ -26,6 +26,8 @@ export interface JobOptions {
   transport: TransportMode;
   isolation: Isolation;
   ringBytes: number;
+  /** Large messages between co-resident ranks are copied once, process to process (--single-copy). */
+  singleCopy: boolean;
   /** argv that runs a host's agent; undefined: the host is this machine. */
   launcherFor(host: PlanHost): string[] | undefined;
   /** Grace between SIGTERM and SIGKILL when the job is torn down. */
@@ -246,6 +248,7 @@ export class Job {
       port: this.ranks[p.rank]!.hello!.port,
       node: p.node,
       domain: p.domain,
+      pid: this.ranks[p.rank]!.hello!.pid,
     }));
     for (const r of this.ranks) {
       r.host?.send(r.rank, {
@@ -255,6 +258,7 @@ export class Job {
         secret: this.secret.toString('base64'),
         transport: this.o.transport,
         ringBytes: this.o.ringBytes,
+        singleCopy: this.o.singleCopy,
         peers,
       });
     }

@@ -16,5 +16,10 @@ export const enum Codec {
   Float64 = 12,
   BigInt64 = 13,
   BigUint64 = 14,
+  // Large-message protocol frames (rendezvous.ts): never decoded as data. Only an RTS is matched.
+  Rts = 250,
+  Cts = 251,
+  Fin = 252,
+  Data = 253,
 }
 export const CODEC_MAX = 14;

@@ -10,7 +10,10 @@ import { BootstrapClient } from './bootstrap.js';
 import { StateError, TransportUnavailableError } from './errors.js';
 import { Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
+import { Rendezvous } from './rendezvous.js';
 import { StagingPool } from './staging.js';
+import { Codec } from './codec-ids.js';
+import type { CrossMemory } from '../transport/cma.js';
 
 /** Every completed-at-once send returns this one settled promise: no allocation per message. */
 const RESOLVED = Promise.resolve();
@@ -25,6 +28,8 @@ export interface EngineInit {
   tcp?: TcpTransport;
   /** The shared-memory transport, when this build and host provide one. */
   ivcom?: Transport;
+  /** Single copy of large messages between co-resident ranks (off: --single-copy off). */
+  cma?: CrossMemory;
 }
 
 export class Engine {
@@ -56,7 +61,14 @@ export class Engine {
     this.tcp = init.tcp;
     this.ivcom = init.ivcom;
     this.progress = new Progress(init.rank, init.ivcom?.poll ? [init.ivcom] : [], localRanks(init.peers, init.rank));
+    this.rendezvous = new Rendezvous(
+      { rank: this.rank, staging: this.staging, endpointTo: (peer) => this.route(peer)!, fail: this.fail },
+      init.cma,
+    );
   }
+
+  /** Large messages: announced, then moved once a receive matches them (rendezvous.ts). */
+  readonly rendezvous: Rendezvous;
 
   matcher(ctx: number): Matcher {
     let m = this.matchers.get(ctx);
@@ -101,6 +113,7 @@ export class Engine {
     }
     // One message object serves every send that completes at once; a transport that keeps it
     // (queued behind backpressure, streaming) returns a promise, and then it is its to keep.
+    if (bytes.byteLength > ep.caps.eagerLimit) return this.track(this.rendezvous.send(ep, dest, ctx, tag, codec, bytes));
     const msg = this.out;
     msg.ctx = ctx;
     msg.tag = tag;
@@ -113,6 +126,11 @@ export class Engine {
       return RESOLVED;
     }
     this.out = this.newOutgoing();
+    return this.track(p);
+  }
+
+  /** A send that settles later: it keeps the process alive and makes progress until it does. */
+  private track(p: Promise<void>): Promise<void> {
     this.progress.hold();
     // Waiting for ring space is waiting like a receive: spin (the polls write what fits), and
     // only then sleep on the doorbell. Left to the doorbell alone, every refill of the ring
@@ -130,6 +148,10 @@ export class Engine {
 
   /** Upcall from transports. */
   readonly arrive = (m: IncomingMessage): void => {
+    if (m.codec > Codec.Rts) {
+      this.rendezvous.control(m);
+      return;
+    }
     const env: Envelope = m;
     env.seq = this.seq++;
     const claimed = this.claims.size > 0 ? this.claims.get(m.payload) : undefined;
@@ -153,6 +175,7 @@ export class Engine {
 
   /** Upcall from transports: place a large message straight into a posted recvInto buffer. */
   readonly allocate = (h: DestinationRequest): Uint8Array | undefined => {
+    if (h.codec === Codec.Data) return this.rendezvous.placeData(h.source, h.tag, h.byteLength);
     const req = this.matchers.get(h.ctx)?.claim(h.source, h.tag, h.byteLength);
     if (req === undefined) return undefined;
     const into = req.into!;
@@ -170,6 +193,7 @@ export class Engine {
   readonly fail = (err: Error): void => {
     if (this.failure) return;
     this.failure = err;
+    this.rendezvous.failAll(err);
     let told = false;
     const claimed = [...this.claims.values()];
     this.claims.clear();

@@ -5,6 +5,7 @@ import { useNativeKernels, type NativeReduce } from './collectives/op.js';
 import { Comm } from './comm.js';
 import { Engine } from './engine.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
+import { CrossMemory } from '../transport/cma.js';
 import { GRANT_FD_ENV, type PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { Transport, Upcalls } from '../transport/transport.js';
 import type { StartInfo } from './bootstrap.js';
@@ -40,7 +41,7 @@ async function start(): Promise<Comm> {
   if (kmod !== undefined) useNativeKernels(kmod.reduceInto as NativeReduce);
   const bootstrap = BootstrapClient.fromEnv();
   if (bootstrap === undefined) {
-    const peers: PeerInfo[] = [{ host: '127.0.0.1', port: 0, node: 0, domain: 0 }];
+    const peers: PeerInfo[] = [{ host: '127.0.0.1', port: 0, node: 0, domain: 0, pid: process.pid }];
     engine = new Engine({ rank: 0, size: 1, peers, mode: 'auto' });
   } else {
     const rank = bootstrap.rank;
@@ -69,7 +70,12 @@ async function start(): Promise<Comm> {
     const addr = await tcp.listen();
     const info = await bootstrap.register(addr.host, addr.port);
     const ivcom = info.transport === 'tcp' ? undefined : await sharedMemory(rank, info, bootstrap, upcalls);
-    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom });
+    // Single copy only where the ring goes too: same host, granted shared memory.
+    const cma =
+      ivcom !== undefined && kmod !== undefined && info.singleCopy
+        ? new CrossMemory(kmod, (peer) => (engine!.transportName(peer) === 'ivcom' ? info.peers[peer]?.pid : undefined))
+        : undefined;
+    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom, cma });
     tcp.join(Buffer.from(info.secret, 'base64'), info.peers);
   }
   const e = engine;

@@ -5,6 +5,8 @@
 // wake-ups, every few thousand messages.
 
 import { decode } from './codec.js';
+import { Codec } from './codec-ids.js';
+import { announcedBytes } from './rendezvous.js';
 import type { Engine } from './engine.js';
 import { AbortError, TruncateError } from './errors.js';
 import type { Envelope, Matcher, Request } from './match.js';
@@ -77,6 +79,11 @@ export class Receive implements Request {
   }
 
   complete(env: Envelope): void {
+    if (env.codec === Codec.Rts && this.yields !== Yield.Status) {
+      // Matched a large message's announcement: its bytes come next, straight into place.
+      this.owner.engine.rendezvous.pull(this, env);
+      return;
+    }
     this.owner.engine.progress.completed();
     this.finish();
     let v: unknown;
@@ -142,7 +149,8 @@ export class Receive implements Request {
 
 /** What probe and iprobe report about a message. */
 export function statusOf(owner: ReceiveOwner, env: Envelope): { source: number; tag: number; byteLength: number } {
-  return { source: owner.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
+  const n = env.codec === Codec.Rts ? announcedBytes(env.payload) : env.payload.byteLength;
+  return { source: owner.local(env.source), tag: env.tag, byteLength: n };
 }
 
 /**

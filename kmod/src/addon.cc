@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ivcom::InitDoorbell(env, exports);
   ivcom::InitReduce(env, exports);
   ivcom::InitCopy(env, exports);
+  ivcom::InitCma(env, exports);
   return exports;
 }
 

@@ -18,6 +18,7 @@ Napi::Object InitGrant(Napi::Env env, Napi::Object exports);
 Napi::Object InitDoorbell(Napi::Env env, Napi::Object exports);
 Napi::Object InitReduce(Napi::Env env, Napi::Object exports);
 Napi::Object InitCopy(Napi::Env env, Napi::Object exports);
+Napi::Object InitCma(Napi::Env env, Napi::Object exports);
 
 // Per-environment state (one per main thread / worker). Node-API has a single instance-data slot
 // per addon, so every concept that needs per-env state adds a field here; addon.cc owns it.

@@ -23,6 +23,12 @@ describe.each(TRANSPORTS)('point to point over %s', (transport) => {
   it('truncates into a small buffer with ERR_IVCOM_TRUNCATE and consumes the message', () => scenario('truncate', 2, transport));
   it('receives large messages straight into posted buffers, wildcards and truncation intact', () => scenario('into', 2, transport));
   it('stages large unexpected messages in reused memory without mixing them up', () => scenario('staged', 2, transport));
+  it('keeps a stalled receiver small: 2 GiB of large messages wait at the sender, none lost', async () => {
+    const r = await scenario('stalled', 2, transport);
+    expect(r.stdout).toMatch(/receiver RSS while stalled: \d+ MB/);
+  });
+  it('interleaves eager and large messages with wildcards, probes, an aborted receive and truncation', () => scenario('rndvmix', 3, transport));
+  it('interleaves them the same with single copy off (large messages streamed on request)', () => scenario('rndvmix', 3, transport, ['--single-copy', 'off']));
   it('rejects an aborted receive, which then matches nothing', () => scenario('abortrecv', 2, transport));
   it('probes without consuming', () => scenario('probe', 2, transport));
   it('rejects bad arguments with Node codes', () => scenario('badargs', 2, transport));

@@ -16,6 +16,8 @@ export interface PeerInfo {
   node: number;
   /** Index of the co-resident domain ("VM") the rank runs in. */
   domain: number;
+  /** The rank's process id on its host (as it registered it); for single copy between co-resident ranks. */
+  pid: number;
 }
 
 export type TransportMode = 'auto' | 'tcp' | 'ivcom';
@@ -38,6 +40,8 @@ export type LauncherMessage =
       secret: string;
       transport: TransportMode;
       ringBytes: number;
+      /** Large messages between ranks of one host may be copied process to process. */
+      singleCopy: boolean;
       peers: PeerInfo[];
     }
   | { op: 'error'; message: string };

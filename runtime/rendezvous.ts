@@ -1,0 +1,233 @@
+// Rendezvous for large messages: above a transport's eager limit a send only announces the
+// message (RTS: its size, codec and, for single copy, where its bytes are), and the data moves
+// once a receive has matched it, straight into that receive's destination. Nothing large is ever
+// buffered at a receiver that has not asked for it, so a slow receiver costs the sender a pending
+// promise, not the receiver memory; and a message taken with recvInto lands in the caller's
+// buffer without a staging copy.
+//
+//   sender                                receiver
+//   RTS {id, codec, bytes, address} ──▶   queued and matched like any message (order, wildcards)
+//                                         matched: single copy (CrossMemory.read) ──▶ FIN {id}
+//                                         or, when not allowed:  ◀── CTS {id}
+//   DATA {id} (the bytes, streamed) ──▶   assembled in the destination (Upcalls.allocate)
+//   send settles on FIN, or once DATA is written.
+//
+// Control messages travel as frames with their own codec numbers (codec-ids.ts), in the same
+// channel as the data messages, so an RTS keeps its place among eager messages (non-overtaking).
+
+import type { Endpoint, IncomingMessage, OutgoingMessage } from '../transport/transport.js';
+import type { CrossMemory } from '../transport/cma.js';
+import { CorruptError } from './errors.js';
+import { Codec, CODEC_MAX } from './codec-ids.js';
+import type { Envelope, Request } from './match.js';
+import type { StagingPool } from './staging.js';
+
+/** RTS payload: u32 id, u8 codec, 3 bytes 0, u64 byteLength, u64 address (0: no single copy). */
+const RTS_BYTES = 24;
+const TWO32 = 4294967296;
+/** Ids are carried in the tag field (i32) of CTS, FIN and DATA frames. */
+const ID_MASK = 0x7fffffff;
+const NO_BYTES = new Uint8Array(0);
+
+export function isControl(codec: number): boolean {
+  return codec >= Codec.Rts;
+}
+
+/** The size of the message an RTS announces (what probe reports). */
+export function announcedBytes(rts: Uint8Array): number {
+  return u32(rts, 8) + u32(rts, 12) * TWO32;
+}
+
+interface PendingSend {
+  ep: Endpoint;
+  dest: number;
+  ctx: number;
+  bytes: Uint8Array;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+interface Pull {
+  req: Request;
+  /** The message as it will be delivered: its payload is the destination being filled. */
+  env: IncomingMessage;
+}
+
+export interface RendezvousHost {
+  readonly rank: number;
+  readonly staging: StagingPool;
+  /** The endpoint that carries traffic to a world rank (never self: self-sends stay eager). */
+  endpointTo(peer: number): Endpoint;
+  fail(err: Error): void;
+}
+
+export class Rendezvous {
+  private nextId = 1;
+  /** Sends announced and not yet taken, by id. */
+  private readonly sends = new Map<number, PendingSend>();
+  /** Receives matched to an RTS whose bytes are being streamed, by source * 2^31 + id. */
+  private readonly pulls = new Map<number, Pull>();
+
+  constructor(
+    private readonly host: RendezvousHost,
+    /** Single copy between co-resident ranks, when the build and the job allow it. */
+    private readonly cma: CrossMemory | undefined,
+  ) {}
+
+  /** Announces a large message; settles when the receiver has taken its bytes. */
+  send(ep: Endpoint, dest: number, ctx: number, tag: number, codec: number, bytes: Uint8Array): Promise<void> {
+    const id = this.nextId;
+    this.nextId = (id + 1) & ID_MASK || 1;
+    const rts = new Uint8Array(RTS_BYTES);
+    putU32(rts, 0, id);
+    rts[4] = codec;
+    putU32(rts, 8, bytes.byteLength % TWO32);
+    putU32(rts, 12, Math.floor(bytes.byteLength / TWO32));
+    if (this.cma?.allowed(dest)) {
+      const a = this.cma.address(bytes);
+      putU32(rts, 16, Number(a & 0xffffffffn));
+      putU32(rts, 20, Number(a >> 32n));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.sends.set(id, { ep, dest, ctx, bytes, resolve, reject });
+      this.post(ep, ctx, tag, Codec.Rts, rts, reject);
+    });
+  }
+
+  /**
+   * A receive matched an RTS (`env`): choose the destination and fetch the bytes. The receive
+   * completes later, with the message as if it had arrived whole.
+   */
+  pull(req: Request, env: Envelope & { ctx?: number }): void {
+    const rts = env.payload;
+    const source = env.source;
+    if (rts.byteLength !== RTS_BYTES || rts[4]! > CODEC_MAX || rts[5]! | rts[6]! | rts[7]!) {
+      this.host.fail(this.corrupt(source, 'malformed announcement of a large message'));
+      return;
+    }
+    const id = u32(rts, 0);
+    const n = announcedBytes(rts);
+    const address = BigInt(u32(rts, 16)) | (BigInt(u32(rts, 20)) << 32n);
+    if (id === 0 || id > ID_MASK || !Number.isSafeInteger(n)) {
+      this.host.fail(this.corrupt(source, `announcement id ${id}, ${n} bytes`));
+      return;
+    }
+    let dest: Uint8Array;
+    try {
+      dest = this.destination(req, n);
+    } catch (cause) {
+      (req as { fail?: (e: Error) => void }).fail?.(
+        new RangeError(`rank ${this.host.rank}: cannot allocate ${n} bytes for a message from rank ${source}: ${(cause as Error)?.message}`),
+      );
+      return;
+    }
+    const msg: IncomingMessage = { ctx: env.ctx ?? 0, source, tag: env.tag, codec: rts[4]!, payload: dest, seq: env.seq };
+    if (address !== 0n && this.cma !== undefined && this.cma.read(source, address, dest)) {
+      this.post(this.host.endpointTo(source), 0, id, Codec.Fin, NO_BYTES, undefined);
+      req.complete(msg);
+      return;
+    }
+    this.pulls.set(source * (ID_MASK + 1) + id, { req, env: msg });
+    this.post(this.host.endpointTo(source), 0, id, Codec.Cts, NO_BYTES, undefined);
+  }
+
+  /** Upcall from a transport: where DATA `id` from `source` goes (undefined: not ours). */
+  placeData(source: number, id: number, byteLength: number): Uint8Array | undefined {
+    const p = this.pulls.get(source * (ID_MASK + 1) + id);
+    return p !== undefined && p.env.payload.byteLength === byteLength ? p.env.payload : undefined;
+  }
+
+  /** A control frame arrived (CTS, FIN or DATA; an RTS goes through matching instead). */
+  control(m: IncomingMessage): void {
+    const id = m.tag;
+    switch (m.codec) {
+      case Codec.Data: {
+        const key = m.source * (ID_MASK + 1) + id;
+        const p = this.pulls.get(key);
+        if (p === undefined || m.payload.byteLength !== p.env.payload.byteLength) {
+          this.host.fail(this.corrupt(m.source, `data for unknown transfer ${id}`));
+          return;
+        }
+        this.pulls.delete(key);
+        // Placed by placeData unless the transport had to assemble it elsewhere.
+        if (m.payload !== p.env.payload) p.env.payload.set(m.payload);
+        p.req.complete(p.env);
+        return;
+      }
+      case Codec.Cts:
+      case Codec.Fin: {
+        const s = this.sends.get(id);
+        if (s === undefined || s.dest !== m.source) {
+          this.host.fail(this.corrupt(m.source, `${m.codec === Codec.Cts ? 'clear-to-send' : 'completion'} for unknown transfer ${id}`));
+          return;
+        }
+        this.sends.delete(id);
+        if (m.codec === Codec.Fin) {
+          s.resolve();
+          return;
+        }
+        const data: OutgoingMessage = { ctx: s.ctx, source: this.host.rank, tag: id, codec: Codec.Data, parts: [s.bytes], byteLength: s.bytes.byteLength };
+        let r: Promise<void> | undefined;
+        try {
+          r = s.ep.send(data);
+        } catch (err) {
+          s.reject(err as Error);
+          return;
+        }
+        if (r === undefined) s.resolve();
+        else r.then(s.resolve, s.reject);
+        return;
+      }
+      default:
+        this.host.fail(this.corrupt(m.source, `control frame with codec ${m.codec}`));
+    }
+  }
+
+  /** The job failed: nothing announced or pulled will complete. */
+  failAll(err: Error): void {
+    const sends = [...this.sends.values()];
+    const pulls = [...this.pulls.values()];
+    this.sends.clear();
+    this.pulls.clear();
+    for (const s of sends) s.reject(err);
+    for (const p of pulls) (p.req as { fail?: (e: Error) => void }).fail?.(err);
+  }
+
+  /** Where a matched large message goes: the receive's own buffer when it fits, else staging. */
+  private destination(req: Request, n: number): Uint8Array {
+    const into = req.into;
+    if (into !== undefined && n <= into.byteLength) return n === into.byteLength ? into : into.subarray(0, n);
+    // recv (the bytes become the result), or a buffer too small (truncation is reported once
+    // the message has been consumed, as for an eager message).
+    return this.host.staging.take(n) ?? new Uint8Array(n);
+  }
+
+  private post(ep: Endpoint, ctx: number, tag: number, codec: number, payload: Uint8Array, reject: ((e: Error) => void) | undefined): void {
+    const msg: OutgoingMessage = { ctx, source: this.host.rank, tag, codec, parts: [payload], byteLength: payload.byteLength };
+    try {
+      // A control frame is small and copied at once; if it waits for ring space, it waits in order.
+      ep.send(msg)?.catch((err: Error) => reject?.(err));
+    } catch (err) {
+      if (reject !== undefined) reject(err as Error);
+      else this.host.fail(err as Error);
+    }
+  }
+
+  private corrupt(peer: number, what: string): Error {
+    return new CorruptError(`rank ${this.host.rank}: rank ${peer} broke the large-message protocol (${what}); the job cannot trust what that peer sends`, {
+      rank: this.host.rank,
+      peer,
+    });
+  }
+}
+
+function u32(b: Uint8Array, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
+}
+
+function putU32(b: Uint8Array, off: number, v: number): void {
+  b[off] = v & 0xff;
+  b[off + 1] = (v >>> 8) & 0xff;
+  b[off + 2] = (v >>> 16) & 0xff;
+  b[off + 3] = (v >>> 24) & 0xff;
+}

@@ -1,0 +1,161 @@
+// The large-message protocol between two in-process ends joined by fake endpoints (the real
+// transports carry it in the integration tests: p2p 'stalled' and 'rndvmix').
+import { describe, expect, it } from 'vitest';
+import type { Endpoint, IncomingMessage, OutgoingMessage } from '../../transport/transport.js';
+import { CrossMemory } from '../../transport/cma.js';
+import { Codec } from '../../runtime/codec-ids.js';
+import { Rendezvous, announcedBytes } from '../../runtime/rendezvous.js';
+import { StagingPool } from '../../runtime/staging.js';
+import type { Envelope, Request } from '../../runtime/match.js';
+
+interface End {
+  rank: number;
+  rv: Rendezvous;
+  failures: Error[];
+  /** What arrived here (an RTS is what matching would queue). */
+  inbox: IncomingMessage[];
+}
+
+function pair(cma?: (reader: number) => CrossMemory | undefined): [End, End] {
+  const ends: End[] = [];
+  const deliver = (to: number, m: OutgoingMessage) => {
+    const e = ends[to]!;
+    const bytes = new Uint8Array(m.byteLength);
+    let off = 0;
+    for (const p of m.parts) {
+      bytes.set(p, off);
+      off += p.byteLength;
+    }
+    let payload = bytes;
+    if (m.codec === Codec.Data) {
+      const placed = e.rv.placeData(m.source, m.tag, m.byteLength);
+      if (placed !== undefined) {
+        placed.set(bytes);
+        payload = placed;
+      }
+    }
+    const msg: IncomingMessage = { ctx: m.ctx, source: m.source, tag: m.tag, codec: m.codec, payload, seq: 0 };
+    if (m.codec > Codec.Rts) e.rv.control(msg);
+    else e.inbox.push(msg);
+  };
+  for (const rank of [0, 1]) {
+    const ep: Endpoint = {
+      peer: 1 - rank,
+      caps: { name: 'ivcom', eagerLimit: 1024, maxFrame: 1024, latencyClass: 'memory' },
+      send: (m) => {
+        deliver(1 - rank, m);
+        return undefined;
+      },
+    };
+    const end: End = { rank, failures: [], inbox: [], rv: undefined as unknown as Rendezvous };
+    end.rv = new Rendezvous({ rank, staging: new StagingPool(), endpointTo: () => ep, fail: (e) => end.failures.push(e) }, cma?.(rank));
+    ends.push(end);
+  }
+  return ends as [End, End];
+}
+
+function receive(into?: Uint8Array): Request & { got?: Envelope; err?: Error } {
+  const r: Request & { got?: Envelope; err?: Error; fail(e: Error): void } = {
+    source: 0,
+    tag: 5,
+    seq: 0,
+    done: true,
+    into,
+    complete(env) {
+      r.got = env;
+    },
+    fail(e) {
+      r.err = e;
+    },
+  };
+  return r;
+}
+
+describe('rendezvous', () => {
+  it('holds the send until a receive pulls it, then streams it into the receive\'s buffer', async () => {
+    const [a, b] = pair();
+    const data = Uint8Array.from({ length: 5000 }, (_, i) => i & 0xff);
+    let settled = false;
+    const sent = a.rv.send(pairEndpoint(a), 1, 3, 5, Codec.Uint8, data).then(() => (settled = true));
+    await Promise.resolve();
+    expect(settled).toBe(false);
+    expect(b.inbox).toHaveLength(1);
+    const rts = b.inbox[0]!;
+    expect(rts.codec).toBe(Codec.Rts);
+    expect(announcedBytes(rts.payload)).toBe(5000);
+    const into = new Uint8Array(8000);
+    const r = receive(into);
+    b.rv.pull(r, rts);
+    await sent;
+    expect(r.got?.codec).toBe(Codec.Uint8);
+    expect(r.got?.payload.byteLength).toBe(5000);
+    expect(r.got?.payload.buffer).toBe(into.buffer); // straight into the receive's memory
+    expect([...into.subarray(0, 5000)]).toEqual([...data]);
+    expect(a.failures.concat(b.failures)).toEqual([]);
+  });
+
+  it('copies once through CrossMemory when allowed, and falls back to streaming when refused', async () => {
+    const src = Uint8Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff);
+    let refuse = false;
+    const fake = new CrossMemory(
+      {
+        memAddress: () => 0x1000n,
+        vmRead: (_pid, address, dst, off, n) => {
+          if (refuse) throw Object.assign(new Error('process_vm_readv failed: (EPERM)'), { errno: 1 });
+          expect(address).toBe(0x1000n);
+          (dst as Uint8Array).set(src.subarray(0, n), off);
+        },
+      },
+      () => 4242,
+    );
+    for (const refused of [false, true]) {
+      refuse = refused;
+      const [a, b] = pair(() => fake);
+      const sent = a.rv.send(pairEndpoint(a), 1, 0, 5, Codec.Uint8, src);
+      const r = receive();
+      b.rv.pull(r, b.inbox[0]!);
+      await sent;
+      expect([...r.got!.payload]).toEqual([...src]);
+    }
+    expect(fake.allowed(0)).toBe(false); // the reader (rank 1) stops trying rank 0
+  });
+
+  it('treats a malformed announcement or an unknown transfer as a corrupt peer', () => {
+    const [a, b] = pair();
+    const r = receive();
+    b.rv.pull(r, { source: 0, tag: 5, codec: Codec.Rts, payload: new Uint8Array(7), seq: 0 });
+    expect(b.failures[0]).toMatchObject({ code: 'ERR_IVCOM_CORRUPT', peer: 0 });
+    const huge = new Uint8Array(24);
+    huge[0] = 1;
+    huge.fill(0xff, 8, 16);
+    b.rv.pull(r, { source: 0, tag: 5, codec: Codec.Rts, payload: huge, seq: 0 });
+    expect(b.failures[1]?.message).toMatch(/announcement id 1/);
+    a.rv.control({ ctx: 0, source: 1, tag: 99, codec: Codec.Fin, payload: new Uint8Array(0), seq: 0 });
+    a.rv.control({ ctx: 0, source: 1, tag: 98, codec: Codec.Data, payload: new Uint8Array(10), seq: 0 });
+    expect(a.failures.map((e) => (e as { code?: string }).code)).toEqual(['ERR_IVCOM_CORRUPT', 'ERR_IVCOM_CORRUPT']);
+  });
+
+  it('rejects what is pending when the job fails', async () => {
+    const [a, b] = pair();
+    const sent = a.rv.send(pairEndpoint(a), 1, 0, 5, Codec.Uint8, new Uint8Array(2000));
+    const err = new Error('gone');
+    a.rv.failAll(err);
+    await expect(sent).rejects.toBe(err);
+    // A pull waiting for its data fails too.
+    const [c, d] = pair();
+    void c.rv.send(
+      { ...pairEndpoint(c), send: (m: OutgoingMessage) => (m.codec === Codec.Data ? new Promise<void>(() => {}) : pairEndpoint(c).send(m)) },
+      1, 0, 5, Codec.Uint8, new Uint8Array(2000),
+    );
+    const r = receive();
+    d.rv.pull(r, d.inbox[0]!);
+    d.rv.failAll(err);
+    expect(r.err).toBe(err);
+    expect(b.failures).toEqual([]);
+  });
+});
+
+/** The endpoint end `e` uses to reach the other end (what the engine's route would return). */
+function pairEndpoint(e: End): Endpoint {
+  return (e.rv as unknown as { host: { endpointTo(p: number): Endpoint } }).host.endpointTo(1 - e.rank);
+}

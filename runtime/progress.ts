@@ -6,6 +6,7 @@ import os from 'node:os';
 import type { PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { Transport } from '../transport/transport.js';
 import { OutOfRangeError } from './errors.js';
+import { RunQueue } from './run-queue.js';
 
 /** Longest run of back-to-back spins before the event loop gets a turn. */
 const FAIRNESS_NS = 2_000_000n;
@@ -37,6 +38,8 @@ export class Progress {
   private readonly spinMaxNs: bigint;
   /** When the last spin gave up and the doorbells were armed (0n: not sleeping). */
   private armedAt = 0n;
+  /** Whether the host has more runnable threads than cores: then waiting means sleeping. */
+  private readonly runQueue: RunQueue | undefined;
 
   /** `memory`: the transports that are polled (shared memory); `local`: ranks on this host. */
   constructor(
@@ -63,6 +66,8 @@ export class Progress {
     // longer next time. A long sleep means the peer was really idle: spin less.
     this.spinMinNs = fixed !== undefined ? this.spinBudgetNs : us(20);
     this.spinMaxNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 1000 : 200);
+    // A fixed budget is the user's decision; adaptive spinning also yields to run-queue pressure.
+    this.runQueue = fixed === undefined && memory.length > 0 ? new RunQueue() : undefined;
   }
 
   /** Looks at the memory transports once (iprobe); returns how much moved (0: nothing). */
@@ -115,7 +120,9 @@ export class Progress {
     const t = this.memory;
     let moved = 0;
     if (this.holds > 0) {
-      const deadline = process.hrtime.bigint() + this.spinBudgetNs;
+      const now = process.hrtime.bigint();
+      // Under pressure: one look at the rings, then sleep on the doorbell (run-queue.ts).
+      const deadline = now + (this.runQueue?.pressure(now) ? 0n : this.spinBudgetNs);
       const relax = this.crowded;
       for (let i = 0; ; i++) {
         let n = 0;
@@ -192,5 +199,6 @@ export class Progress {
 
   close(): void {
     clearInterval(this.keepAlive);
+    this.runQueue?.close();
   }
 }

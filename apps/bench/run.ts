@@ -2,7 +2,7 @@
 // rounds, medians and ratios (the machine is noisy: only same-run comparisons mean anything).
 //   npm run bench                       point-to-point, 5 rounds
 //   npm run bench -- --rounds 7 --quick
-//   npm run bench -- --suite collectives|idle|syscalls|domains
+//   npm run bench -- --suite collectives|idle|syscalls|domains|shared-cores
 //   npm run bench -- --peers            (= --suite peers) the same patterns in C against Open MPI
 //                                       and in mpi4py, beside ivcom and its tcp (peers-run.ts)
 
@@ -98,6 +98,8 @@ if (suite === 'p2p') {
   await import('./peers-run.js' as string);
 } else if (suite === 'domains') {
   await import('./domains-run.js' as string);
+} else if (suite === 'shared-cores') {
+  await import('./shared-cores.js' as string);
 } else if (suite === 'idle') {
   // A rank blocked in recv() must sleep (about 0 % CPU) and wake fast when the message comes.
   for (const t of transports) {
@@ -166,6 +168,6 @@ if (suite === 'p2p') {
     console.log(`ivcom / tcp syscalls per message: ${((a.all / b.all) * 100).toFixed(2)} %; without futex: ${(((a.all - a.futex) / (b.all - b.futex)) * 100).toFixed(2)} %`);
   }
 } else {
-  console.error(`bench: unknown suite '${suite}' (p2p, collectives, peers, domains, idle or syscalls)`);
+  console.error(`bench: unknown suite '${suite}' (p2p, collectives, peers, domains, shared-cores, idle or syscalls)`);
   process.exit(2);
 }

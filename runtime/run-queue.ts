@@ -1,0 +1,84 @@
+// Run-queue pressure: whether this host has more runnable threads than cores right now. Spinning
+// pays only while the peer runs on another core at the same time; when threads outnumber cores
+// (another job, a busy machine), a spinning rank holds a core its peer may be waiting for, and a
+// reply then waits for the scheduler's next turn (~1 ms) instead of a wake-up (~50 µs, which the
+// scheduler grants a woken thread promptly). So under pressure a rank waits as a TCP rank does:
+// armed doorbell, asleep. The kernel's count of runnable threads is the 4th field of
+// /proc/loadavg ("running/total"), which includes this rank while it spins.
+
+import { closeSync, openSync, readSync } from 'node:fs';
+import os from 'node:os';
+
+/** How often the count is re-read while a rank spins: a pread of /proc/loadavg costs ~4 µs here. */
+const SAMPLE_NS = 10_000_000n;
+/** Samples in a row that must disagree with the verdict before it changes (one is one instant). */
+const AGREE = 2;
+const SLASH = 0x2f;
+const SPACE = 0x20;
+
+export class RunQueue {
+  private fd = -1;
+  private readonly buf = Buffer.alloc(128);
+  private nextAt = 0n;
+  private streak = 0;
+  /** More runnable threads than cores, as of the last samples. */
+  private crowded = false;
+
+  constructor(
+    private readonly cores = os.availableParallelism(),
+    path = '/proc/loadavg',
+  ) {
+    try {
+      this.fd = openSync(path, 'r');
+    } catch {
+      /* not Linux: never under pressure, spin as before */
+    }
+  }
+
+  /** True while the host's runnable threads outnumber its cores (re-sampled every SAMPLE_NS). */
+  pressure(now: bigint): boolean {
+    if (this.fd < 0 || now < this.nextAt) return this.crowded;
+    this.nextAt = now + SAMPLE_NS;
+    const over = this.running() > this.cores;
+    if (over === this.crowded) this.streak = 0;
+    else if (++this.streak >= AGREE) {
+      this.crowded = over;
+      this.streak = 0;
+    }
+    return this.crowded;
+  }
+
+  /** Runnable threads now (0 when the file cannot be read: no pressure). */
+  private running(): number {
+    let n: number;
+    try {
+      n = readSync(this.fd, this.buf, 0, this.buf.length, 0);
+    } catch {
+      this.close();
+      return 0;
+    }
+    const b = this.buf;
+    // "0.96 1.95 2.08 3/85 15755": the digits between the last space before '/' and the '/'.
+    const slash = b.indexOf(SLASH);
+    if (slash <= 0 || slash >= n) return 0;
+    let start = slash;
+    while (start > 0 && b[start - 1] !== SPACE) start--;
+    let v = 0;
+    for (let i = start; i < slash; i++) {
+      const d = b[i]! - 0x30;
+      if (d < 0 || d > 9) return 0;
+      v = v * 10 + d;
+    }
+    return v;
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
+    this.fd = -1;
+  }
+}

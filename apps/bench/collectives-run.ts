@@ -11,27 +11,18 @@
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Result } from './collectives.js';
+import { BENCH_DIR, IVRUN, median, option } from './common.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ivrun = path.resolve(here, '../../launcher/ivrun.js');
+const here = BENCH_DIR;
+const ivrun = IVRUN;
 const script = path.join(here, 'collectives.js');
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const opt = option;
 const rounds = Number(opt('rounds', '3'));
 const rankCounts = opt('ranks', '2,4,8').split(',').map(Number);
 const transports = opt('transports', 'ivcom,tcp').split(',');
 const passOn = [...(args.includes('--quick') ? ['--quick'] : []), ...(args.includes('--ops') ? ['--ops', opt('ops', '')] : [])];
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function runOnce(n: number, transport: string): Result | undefined {
   const r = spawnSync(process.execPath, [ivrun, '-n', String(n), '--transport', transport, '--timeout', '900', 'node', script, '--json', ...passOn], {

@@ -11,27 +11,18 @@
 
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BENCH_DIR, IVRUN, median, option } from './common.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ivrun = path.resolve(here, '../../launcher/ivrun.js');
+const here = BENCH_DIR;
+const ivrun = IVRUN;
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const opt = option;
 const rounds = Number(opt('rounds', '5'));
 const hosts = opt('hosts', '').split(',').filter((h) => h !== '');
 const sshArgs = opt('ssh-args', '');
 const quick = args.includes('--quick');
 /** Sizes shown for the VM-to-VM table: small messages and one large. */
 const SHOWN_SIZES = [8, 1024, 65536, 1 << 20];
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function job(ivrunArgs: string[], script: string, extra: string[]): { ms: number; out: string } | undefined {
   const t0 = performance.timeOrigin + performance.now();

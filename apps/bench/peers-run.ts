@@ -22,10 +22,10 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BENCH_DIR, IVRUN, median, option } from './common.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ivrun = path.resolve(here, '../../launcher/ivrun.js');
+const here = BENCH_DIR;
+const ivrun = IVRUN;
 const natural = path.join(here, 'natural.js');
 /** The C and Python sources: beside this file in the source tree (dist/apps/bench -> apps/bench). */
 const peersDir = [path.resolve(here, '../../../apps/bench/peers'), path.join(here, 'peers')].find((d) => existsSync(path.join(d, 'osu.c'))) ?? path.join(here, 'peers');
@@ -33,10 +33,7 @@ const peersDir = [path.resolve(here, '../../../apps/bench/peers'), path.join(her
 const PYTHON = process.env.IVCOM_BENCH_PYTHON ?? '/usr/bin/python3';
 
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
-};
+const opt = option;
 const rounds = Math.max(1, Number(opt('rounds', '3')));
 const quick = args.includes('--quick');
 const transports = opt('transports', 'ivcom,tcp').split(',');
@@ -61,12 +58,6 @@ interface Result {
   ranks: number;
   results: Point[];
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const notes: string[] = [];
 const lastLine = (out: string): string | undefined =>

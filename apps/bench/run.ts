@@ -9,25 +9,16 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BENCH_DIR, IVRUN, median, option } from './common.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ivrun = path.resolve(here, '../../launcher/ivrun.js');
+const here = BENCH_DIR;
+const ivrun = IVRUN;
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
+const opt = option;
 const rounds = Number(opt('rounds', '5'));
 const suite = args.includes('--peers') ? 'peers' : opt('suite', 'p2p');
 const quick = args.includes('--quick');
 const transports = opt('transports', 'ivcom,tcp').split(',');
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function run(script: string, n: number, transport: string, extra: string[]): unknown | undefined {
   const r = spawnSync(process.execPath, [ivrun, '-n', String(n), '--transport', transport, 'node', path.join(here, script), '--json', ...extra], {

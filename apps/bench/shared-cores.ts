@@ -10,15 +10,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BENCH_DIR, IVRUN, median, option } from './common.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const ivrun = path.resolve(here, '../../launcher/ivrun.js');
+const here = BENCH_DIR;
+const ivrun = IVRUN;
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
+const opt = option;
 const rounds = Number(opt('rounds', '5'));
 const competitor = opt('competitor', 'job');
 if (competitor !== 'job' && competitor !== 'hogs') {
@@ -29,12 +26,6 @@ if (competitor !== 'job' && competitor !== 'hogs') {
 const SETTLE_MS = 1500;
 /** The competitor outlives the measurements of one round by far; it is stopped after them. */
 const COMPETITOR_S = 120;
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function startCompetitor(): ChildProcess[] {
   if (competitor === 'hogs') {

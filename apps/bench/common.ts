@@ -1,0 +1,22 @@
+// What every bench runner shares: where ivrun is, its options, and the median it reports.
+
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled bench directory (dist/apps/bench): the scripts the runners start live here. */
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const IVRUN = path.resolve(BENCH_DIR, '../../launcher/ivrun.js');
+
+/** `--name value` from this process's arguments, else `dflt`. */
+export function option(name: string, dflt: string): string {
+  const args = process.argv;
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+}
+
+/** The median (the mean of the middle two for an even count): this machine's figures swing 2-4x. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}

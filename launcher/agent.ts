@@ -17,6 +17,7 @@ import type { HostSpec } from './agent-protocol.js';
 import { NetnsDomains } from './domains/netns.js';
 import { forwardLines } from './output.js';
 import { TIED } from './tie.js';
+import { allocatorEnv } from './allocator.js';
 
 /** How long the output of a finished job may keep flowing from a descendant that left the group. */
 const DRAIN_CAP_MS = 10_000;
@@ -86,6 +87,7 @@ export class HostAgent {
     const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     if (grantFd !== undefined) stdio.push(grantFd);
     const env: Record<string, string> = {
+      ...allocatorEnv(spec.env),
       ...spec.env,
       IVCOM_RANK: String(rank),
       IVCOM_SIZE: String(spec.size),

@@ -115,7 +115,17 @@ export async function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, in
     return (await allreduceRing(p, into ?? allocToOverwrite(data), red, tag, data)) as T;
   }
   const x = red.prepare(data);
-  const r = await allreduceImpl(p, x, red, tag);
+  let r: unknown;
+  if (p.size === 2 && selectAllreduce(p, typedKind(x) !== undefined ? (x as AnyTypedArray).byteLength : -1, red.builtin !== null) === 'recursive-doubling') {
+    // Two ranks, a small value: recursive doubling is one exchange. Written out here, without
+    // the general algorithm's layers of async calls: they were most of the cost of a small
+    // allreduce. Same tag, same rank order (lower rank's value first) as that exchange.
+    const other = p.rank ^ 1;
+    const s = p.send(x, other, tag + 2);
+    const v = await p.recv(other, tag + 2);
+    await s;
+    r = p.rank === 0 ? red.combine(x, v) : red.combine(v, x);
+  } else r = await allreduceImpl(p, x, red, tag);
   if (into === undefined) return r as T;
   (into as Uint8Array).set(r as Uint8Array);
   return into as T;

@@ -7,16 +7,18 @@
 //
 // Memory ordering. JS gives us two tools: plain typed-array accesses (unordered) and Atomics.*
 // (sequentially consistent). The protocol needs exactly these orderings:
-//   * producer: write record bytes (plain) → Atomics.store(prod)   [release: the bytes are
-//     visible before the index that covers them]
-//   * consumer: Atomics.load(prod) → read record bytes (plain)      [acquire]
+//   * producer: write record bytes and clear the next record's magic (plain) →
+//     Atomics.store(this record's magic)                            [release: the bytes are
+//     visible before the word that publishes them]
+//   * consumer: Atomics.load(magic at its index) → read record bytes (plain)   [acquire]
 //   * consumer: read record bytes (plain) → Atomics.store(cons)     [release: we are done with
 //     the bytes before the producer may overwrite them]
 //   * producer: Atomics.load(cons) → overwrite freed bytes          [acquire]
-//   * sleep/wake (libxenvchan): "set my wanted-flag, then re-read the other index" on one side,
-//     "publish my index, then read the flag" on the other. Both are store→load sequences, which
-//     only a full (StoreLoad) fence orders; Atomics.store/load are seq-cst, so one of the two
-//     sides always sees the other's store: a wake-up can never be lost.
+//   * sleep/wake (libxenvchan): "set my wanted-flag, then re-read the magic word (or the other
+//     index)" on one side, "publish (a magic word, or my index), then read the flag" on the
+//     other. Both are store→load sequences, which only a full (StoreLoad) fence orders;
+//     Atomics.store/load are seq-cst, so one of the two sides always sees the other's store: a
+//     wake-up can never be lost.
 //
 // The segment is hostile (the peer is another VM): every value read from it is read ONCE into a
 // local, checked, then used. A violation fails the channel with CorruptError, reported once; the

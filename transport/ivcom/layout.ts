@@ -17,8 +17,9 @@
 //
 // A direction's control block, one 64-byte cache line per word so that the producer's and the
 // consumer's stores never share a line (no false sharing; each side's line is written by one side):
-//   +0    prod         u32, monotonically increasing byte counter (mod 2^32). Written by the producer only.
-//   +64   cons         u32, same for the consumer. Written by the consumer only.
+//   +0    unused (zero). The producer's index is private: records announce themselves (below).
+//   +64   cons         u32, monotonically increasing byte counter (mod 2^32) of the bytes the
+//                      consumer is done with. Written by the consumer only.
 //   +128  dataWanted   non-zero: "I (consumer) am about to sleep; ring my bell when you publish".
 //                      Set by the consumer, cleared by the producer (exchange) just before it rings.
 //   +192  spaceWanted  non-zero: "I (producer) am blocked; ring my bell when you free space".
@@ -29,8 +30,16 @@
 // (implicit wrap; the skipped bytes are counted in the indices but never read). The payload
 // that follows may wrap around the end (contiguous split: copied in two pieces).
 //
+// Publication (the fast-box idea of Open MPI's shared-memory BTL, applied to every record): the
+// magic word is written last, with a release store, and the consumer polls the magic word at
+// its own index, so a small message reaches it as one cache line (header and payload), not an
+// index line and then a record line. Zero there means "nothing yet". Before publishing a record
+// the producer zeroes the magic word where the next record will start, so a consumer that
+// reaches that place finds zero or a record, never stale bytes of an older lap; to keep that
+// word in free space a producer leaves NEXT_RESERVE_BYTES of the ring unused behind each record.
+//
 //   +0   u32 chunk     payload bytes carried by this record
-//   +4   u32 magic     RECORD_MAGIC (catches misframing early)
+//   +4   u32 magic     RECORD_MAGIC, written last: the record is published (0: not yet)
 //   +8   frame header, transport/wire.ts layout (24 bytes):
 //        +8 u32 ctx  +12 u32 source  +16 i32 tag  +20 u8 codec  +21 u8 flags (FRAG_*)  +22 u16 0
 //        +24 u64 total payload bytes of the whole message (every fragment repeats it)
@@ -47,7 +56,6 @@
 export const CACHE_LINE = 64;
 export const CTRL_BYTES = 4096;
 export const DIR_CTRL_BYTES = 4 * CACHE_LINE;
-export const PROD_OFFSET = 0;
 export const CONS_OFFSET = 64;
 export const DATA_WANTED_OFFSET = 128;
 export const SPACE_WANTED_OFFSET = 192;
@@ -59,6 +67,12 @@ export const CLOSED_OFFSET_HIGH = 0x240;
 export const RECORD_HEADER_BYTES = 32;
 /** 'IVR1' read as a little-endian u32. */
 export const RECORD_MAGIC = 0x31525649;
+/**
+ * Free ring space a producer keeps behind each record: the next record's magic word must be
+ * cleared before this record is published, and it may sit up to 24 bytes further on (when the
+ * tail is too short for a header, the next record starts at the ring's start).
+ */
+export const NEXT_RESERVE_BYTES = RECORD_HEADER_BYTES;
 
 /** Fragment flags, carried in the frame header's flags byte. A middle fragment has neither. */
 export const FRAG_FIRST = 1;

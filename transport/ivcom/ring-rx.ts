@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import type { DestinationRequest, IncomingMessage } from '../transport.js';
 import { IvcomError } from '../errors.js';
 import { readHeaderWords, type HeaderWords } from '../wire.js';
-import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
+import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 // What allocate() is told about the incoming message (already bounds-checked): the transports' one type.
@@ -79,8 +79,8 @@ export class RxRing extends RingHalf {
   /** About to sleep: ask for a doorbell on new data. */
   arm(): void {
     this.dataArmed = true;
-    // seq-cst store, then drain()'s seq-cst load of prod: StoreLoad, so a record published before
-    // the producer could see this flag is found by the re-check that follows.
+    // seq-cst store, then drain()'s seq-cst load of the magic word: StoreLoad, so a record
+    // published before the producer could see this flag is found by the re-check that follows.
     Atomics.store(this.i32, this.v.dataWantedW, 1);
   }
 
@@ -89,7 +89,10 @@ export class RxRing extends RingHalf {
     this.cur = undefined;
   }
 
-  /** Delivers every complete record published at the time of the call. Never throws on bad data. */
+  /**
+   * Delivers the records published at the time of the call (at most one ring's worth, so a
+   * producer that never stops cannot keep it here). Never throws on bad data.
+   */
   drain(): number {
     if (this.draining) return 0;
     this.draining = true;
@@ -102,44 +105,35 @@ export class RxRing extends RingHalf {
 
   private drainOnce(): number {
     let cons = this.cons;
-    // Acquire: pairs with the producer's Atomics.store(prod) after it wrote the records.
-    // Read ONCE; the batch below never reads the index again, so it is bounded by this snapshot.
-    const p = Atomics.load(this.i32, this.v.prodW) >>> 0;
-    let avail = (p - cons) >>> 0;
-    if (avail === 0) return 0;
-    // (p - cons) mod 2^32 ≤ cap also rejects a prod that moved backwards: at every poll cons
-    // equals the previous snapshot, so a backwards move shows up as a huge difference.
-    if (avail > this.cap || (avail & 7) !== 0) {
-      this.host.corrupt(`producer index ${p} is ${avail} bytes ahead of consumer index ${cons}`);
-      return 0;
-    }
     const cap = this.cap;
     const i32 = this.i32;
     const u8 = this.u8;
     const base = this.v.base;
+    let budget = cap;
     let delivered = 0;
     try {
-      while (avail > 0) {
+      while (budget > 0) {
         let off = cons & this.mask;
         const toEnd = cap - off;
-        if (toEnd < RECORD_HEADER_BYTES) {
-          // Implicit wrap: the producer skipped the tail too short for a header.
-          if (avail < toEnd + RECORD_HEADER_BYTES) return this.corruptAt(cons, 'truncated wrap', delivered);
-          cons = (cons + toEnd) >>> 0;
-          avail -= toEnd;
-          off = 0;
-        }
-        if (avail < RECORD_HEADER_BYTES) return this.corruptAt(cons, 'truncated record header', delivered);
-        // Every header word read exactly once into a local.
+        // Implicit wrap: no header fits in the tail, so the producer put the record at the start.
+        const skip = toEnd < RECORD_HEADER_BYTES ? toEnd : 0;
+        if (skip !== 0) off = 0;
         const w = (base + off) >> 2;
+        // Acquire: pairs with the producer's Atomics.store of this magic word, the last word it
+        // writes of a record. Zero: nothing published here yet (the producer clears it first).
+        const magic = Atomics.load(i32, w + 1);
+        if (magic === 0) break;
+        if (magic !== RECORD_MAGIC) return this.corruptAt(cons, 'bad record magic', delivered);
+        cons = (cons + skip) >>> 0;
+        // Every other header word read exactly once into a local, after the magic.
         const len = i32[w]! >>> 0;
-        const magic = i32[w + 1]!;
         const h = this.hdr;
         readHeaderWords(i32, w + 2, h);
         const { ctx, source, tag, codec, flags, total } = h;
-        if (magic !== RECORD_MAGIC) return this.corruptAt(cons, 'bad record magic', delivered);
-        if (len > avail - RECORD_HEADER_BYTES) {
-          return this.corruptAt(cons, `record of ${len} bytes exceeds the ${avail} published`, delivered);
+        // A record and the space the producer keeps behind it fit in the ring (len ≤ 2^32: the
+        // sum cannot overflow a double).
+        if (RECORD_HEADER_BYTES + len + NEXT_RESERVE_BYTES > cap) {
+          return this.corruptAt(cons, `record of ${len} bytes cannot fit a ${cap}-byte ring`, delivered);
         }
         if (source !== this.peer) return this.corruptAt(cons, `source ${source}`, delivered);
         if (ctx > this.maxCtx) return this.corruptAt(cons, `ctx ${ctx}`, delivered);
@@ -203,7 +197,7 @@ export class RxRing extends RingHalf {
           if (len > n1) copyBytes(this.nativeCopy, dest, destOff + n1, u8, base, len - n1);
         }
         cons = (cons + rec) >>> 0;
-        avail -= rec;
+        budget -= skip + rec;
         this.cons = cons; // private state first: a throwing deliver() cannot cause a re-delivery
         if (((cons - this.publishedCons) >>> 0) >= this.releaseBytes) this.publishCons(cons);
 

@@ -6,7 +6,7 @@
 import type { OutgoingMessage } from '../transport.js';
 import { OutOfRangeError } from '../errors.js';
 import { writeHeaderWords } from '../wire.js';
-import { FRAG_FIRST, FRAG_LAST, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
+import { FRAG_FIRST, FRAG_LAST, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 /** Messages longer than this may be split to fill what is left of the ring. */
@@ -93,7 +93,9 @@ export class TxRing extends RingHalf {
       const off = prod & this.mask;
       const toEnd = this.cap - off;
       const skip = toEnd < RECORD_HEADER_BYTES ? toEnd : 0;
-      const need = skip + RECORD_HEADER_BYTES + ((total + 7) & ~7);
+      const rec = RECORD_HEADER_BYTES + ((total + 7) & ~7);
+      // Room for the record, and for clearing the next record's magic word (publish()).
+      const need = skip + rec + NEXT_RESERVE_BYTES;
       if (
         this.cap - ((prod - this.cachedCons) >>> 0) >= need ||
         (this.refreshCons() && this.cap - ((prod - this.cachedCons) >>> 0) >= need)
@@ -115,7 +117,7 @@ export class TxRing extends RingHalf {
           this.cpOff = 0;
           this.copyIn(parts, dataPos, total);
         }
-        this.publish((prod + need) >>> 0);
+        this.publish(recOff, (prod + skip + rec) >>> 0);
         return undefined;
       }
       if (!this.host.open) return this.host.rejectedSend();
@@ -172,7 +174,7 @@ export class TxRing extends RingHalf {
       const toEnd = cap - off;
       const skip = toEnd < RECORD_HEADER_BYTES ? toEnd : 0;
       const minLen = remaining < this.minSplit ? remaining : this.minSplit;
-      const minNeed = skip + RECORD_HEADER_BYTES + ((minLen + 7) & ~7);
+      const minNeed = skip + RECORD_HEADER_BYTES + ((minLen + 7) & ~7) + NEXT_RESERVE_BYTES;
       let free = cap - ((prod - this.cachedCons) >>> 0);
       if (free < minNeed) {
         if (!this.refreshCons()) return written;
@@ -193,7 +195,7 @@ export class TxRing extends RingHalf {
           if (free < minNeed) return written;
         }
       }
-      const room = free - skip - RECORD_HEADER_BYTES; // a multiple of 8
+      const room = free - skip - RECORD_HEADER_BYTES - NEXT_RESERVE_BYTES; // a multiple of 8
       let len = remaining < this.chunkBytes ? remaining : this.chunkBytes;
       if (len > room) len = room;
       const flags = (p.sent === 0 ? FRAG_FIRST : 0) | (p.sent + len === p.total ? FRAG_LAST : 0);
@@ -210,7 +212,7 @@ export class TxRing extends RingHalf {
       p.part = this.cpPart;
       p.partOff = this.cpOff;
       p.sent += len;
-      this.publish((prod + skip + RECORD_HEADER_BYTES + ((len + 7) & ~7)) >>> 0);
+      this.publish(recOff, (prod + skip + RECORD_HEADER_BYTES + ((len + 7) & ~7)) >>> 0);
       written++;
       if (p.sent === p.total) {
         p.done = true;
@@ -232,12 +234,14 @@ export class TxRing extends RingHalf {
     return written;
   }
 
-  /** Record header at ring offset `off` (contiguous by construction). */
+  /**
+   * Record header at ring offset `off` (contiguous by construction), all but its magic word:
+   * writing that one publishes the record (publish()).
+   */
   private writeHeader(off: number, len: number, flags: number, msg: OutgoingMessage, total: number) {
     const i32 = this.i32;
     const w = (this.v.base + off) >> 2;
     i32[w] = len;
-    i32[w + 1] = RECORD_MAGIC;
     writeHeaderWords(i32, w + 2, msg.ctx, this.rank, msg.tag, msg.codec, flags, total);
   }
 
@@ -284,13 +288,27 @@ export class TxRing extends RingHalf {
     return true;
   }
 
-  private publish(prod: number): void {
-    this.prod = prod;
-    // Release: the record bytes written above become visible no later than this index.
-    Atomics.store(this.i32, this.v.prodW, prod);
+  /**
+   * Publishes the record written at ring offset `recOff`, which ends at index `next`. The
+   * consumer polls the magic word where the next record will start, so a message costs it one
+   * cache line from us, not two (an index line, then the record's). First that next magic word is
+   * cleared, so the consumer never takes stale bytes there (an older lap's data) for a record;
+   * then this record's magic is stored, last: release, the record's bytes and that clearing are
+   * visible no later than it.
+   */
+  private publish(recOff: number, next: number): void {
+    const i32 = this.i32;
+    const base = this.v.base;
+    const nOff = next & this.mask;
+    // Where the consumer will look next: past the tail when no header fits there (implicit wrap).
+    const look = this.cap - nOff < RECORD_HEADER_BYTES ? 0 : nOff;
+    i32[((base + look) >> 2) + 1] = 0;
+    Atomics.store(i32, ((base + recOff) >> 2) + 1, RECORD_MAGIC);
+    this.prod = next;
     // StoreLoad (seq-cst store, then seq-cst load): a consumer that set dataWanted and then
-    // re-read prod either saw this store, or we see its flag here. The plain load filters the
-    // common case (peer spinning) without a locked RMW; the exchange makes the ring one-shot.
+    // re-read the magic word either saw this store, or we see its flag here. The plain load
+    // filters the common case (peer spinning) without a locked RMW; the exchange makes the ring
+    // one-shot.
     if (
       Atomics.load(this.i32, this.v.dataWantedW) !== 0 &&
       Atomics.exchange(this.i32, this.v.dataWantedW, 0) !== 0

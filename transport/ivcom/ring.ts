@@ -2,7 +2,7 @@
 // ring and its control words), the byte copy between the segment and private memory, and what a
 // half needs from the channel that owns it (failing, ringing the peer's doorbell).
 
-import { CONS_OFFSET, DATA_WANTED_OFFSET, PROD_OFFSET, SPACE_WANTED_OFFSET, ctrlOffset, ringOffset, segmentBytes } from './layout.js';
+import { CONS_OFFSET, DATA_WANTED_OFFSET, SPACE_WANTED_OFFSET, ctrlOffset, ringOffset, segmentBytes } from './layout.js';
 
 /** dst[dstOff, dstOff+n) = src[srcOff, srcOff+n), in bytes. */
 export type CopyBytes = (dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number) => void;
@@ -30,7 +30,6 @@ export class RingView {
   readonly mask: number;
   /** Byte offset of the data ring in the segment. */
   readonly base: number;
-  readonly prodW: number;
   readonly consW: number;
   readonly dataWantedW: number;
   readonly spaceWantedW: number;
@@ -42,7 +41,6 @@ export class RingView {
     this.mask = ringBytes - 1;
     this.base = ringOffset(dir, ringBytes);
     const c = ctrlOffset(dir);
-    this.prodW = (c + PROD_OFFSET) >> 2;
     this.consW = (c + CONS_OFFSET) >> 2;
     this.dataWantedW = (c + DATA_WANTED_OFFSET) >> 2;
     this.spaceWantedW = (c + SPACE_WANTED_OFFSET) >> 2;

@@ -4,9 +4,10 @@
 // topology (hostOf), the op, and the size of the data where the collective requires every rank to
 // pass the same shape (reduce/allreduce typed arrays) or where the root announces it (bcast).
 //
-// Only ALLREDUCE_RING_BYTES and the piscina decision (end of file) rest on measurements (2-core
-// development machine, in-memory port); the other thresholds are MPICH's or reasoned from the
-// message counts, and all are starting points to re-tune on the real transports.
+// Only ALLREDUCE_RING_BYTES rests on measurements (2-core development machine, in-memory port);
+// the other thresholds are MPICH's or reasoned from the message counts, and all are starting
+// points to re-tune on the real transports. (Why reductions are not offloaded to a worker pool:
+// docs/decisions.md.)
 
 import type { CollPort } from './port.js';
 import { topology } from './util.js';
@@ -102,33 +103,3 @@ export function selectReduce(size: number, typedBytes: number, builtin: boolean)
 export function pieceElems(bytesPerElement: number): number {
   return Math.max(1, Math.floor(RING_PIECE_BYTES / bytesPerElement));
 }
-
-// ------------------------------------------------------------------------------------------------
-// Offloading element-wise reduction to a worker pool (piscina): NOT USED. Decision and numbers.
-//
-// Measured on this machine (2 cores, Node 20.20, Float64 SUM a[i] += b[i], piscina 5 pool of 2
-// threads, the range split in 2 tasks; median of 7 trials, ms per reduction):
-//
-//   idle machine           plain loop | piscina, operands already in SABs | piscina + copies in/out
-//     256 KiB (a ring piece)   0.072  |  0.252                            |  0.236
-//     1 MiB                    0.245  |  0.491                            |  0.642
-//     8 MiB                    2.36   |  2.85                             |  7.91
-//     32 MiB                  12.2    | 16.7                              | 38.7
-//   other core busy (another rank computing)
-//     256 KiB                  0.110  |  0.302                            |  0.397
-//     8 MiB                    4.64   |  5.51                             | 14.4
-//     32 MiB                   9.75   | 11.9                              | 35.3
-//   two ranks reducing at the same time (the allreduce case)
-//     8 MiB                    2.27 / 8.26 | 2.73 / 7.01                  |  7.54 / 19.1
-//     32 MiB                  26.6 / 13.8  | 25.9 / 17.8                  | 85.9 / 44.7
-//
-// The loop runs at memory bandwidth (~7-8 GB/s) already, so a second thread adds no bandwidth,
-// only ~0.15-0.2 ms of dispatch; and received operands arrive in ordinary (non-shared)
-// ArrayBuffers, so the realistic column pays copies into and out of SharedArrayBuffers and is
-// 2-3x SLOWER than the plain loop. With one rank per core there is no idle core to offload to
-// anyway. The ring algorithms also reduce in RING_PIECE_BYTES pieces, far below any size where
-// dispatch could pay. So: no reduce-worker, and this threshold is infinite. (What did pay: a
-// native kernel in the addon, op.ts useNativeKernels: the JS loop turned out to run at 3-4 ns
-// per element, far from memory speed; the C++ loop does a 1 MiB float64 SUM in ~97 us vs 376.) Re-measure on a machine with idle cores and
-// SharedArrayBuffer-backed receive buffers before changing it.
-export const PARALLEL_REDUCE_MIN_BYTES = Number.POSITIVE_INFINITY;

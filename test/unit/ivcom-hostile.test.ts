@@ -12,7 +12,6 @@ import {
   FRAG_LAST,
   RECORD_MAGIC,
   segmentBytes,
-  skipToRecord,
 } from '../../transport/ivcom/layout.js';
 import { makePair, makeSide, msg, pattern, rng, type Side } from './ivcom-helpers.js';
 
@@ -30,8 +29,6 @@ class Forger {
   }
   record(o: { len?: number; magic?: number; ctx?: number; source?: number; tag?: number; codec?: number; flags?: number; total?: number; hi?: number; reserved?: number }, advance?: number) {
     const len = o.len ?? 8;
-    // Where a record may start (early in a cache line, as the producer places them).
-    this.prod = (this.prod + skipToRecord(this.prod & (this.ring - 1))) >>> 0;
     const off = this.prod & (this.ring - 1);
     const w = (CTRL_BYTES + off) >> 2;
     const total = o.total ?? len;

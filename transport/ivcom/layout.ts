@@ -25,13 +25,10 @@
 //   +192  spaceWanted  non-zero: "I (producer) am blocked; ring my bell when you free space".
 //                      Set by the producer, cleared by the consumer (exchange) just before it rings.
 //
-// Records in a ring start 8-byte aligned and at most RECORD_START_SLACK (24) bytes into a cache
-// line: where an earlier record ends further into a line, both sides skip to the next line
-// (skipToRecord; the skipped bytes are counted in the indices but never read). So a record's
-// header and its first 32 payload bytes always share one line (a small message crosses to the
-// peer as a single line), and since the ring is a whole number of lines, a header never crosses
-// the ring's end: the skip there is the implicit wrap to the ring's start. The payload that
-// follows may wrap around the end (contiguous split: copied in two pieces).
+// Records in a ring start 8-byte aligned. A record header (32 bytes) is always contiguous: when
+// fewer than 32 bytes remain before the end of the ring, both sides skip to the ring's start
+// (implicit wrap; the skipped bytes are counted in the indices but never read). The payload
+// that follows may wrap around the end (contiguous split: copied in two pieces).
 //
 // Publication (the fast-box idea of Open MPI's shared-memory BTL, applied to every record): the
 // magic word is written last, with a release store, and the consumer polls the magic word at
@@ -70,20 +67,12 @@ export const CLOSED_OFFSET_HIGH = 0x240;
 export const RECORD_HEADER_BYTES = 32;
 /** 'IVR1' read as a little-endian u32. */
 export const RECORD_MAGIC = 0x31525649;
-/** How far into a cache line a record may start (its header and 32 payload bytes fit the line). */
-export const RECORD_START_SLACK = CACHE_LINE - RECORD_HEADER_BYTES - 8;
 /**
  * Free ring space a producer keeps behind each record: the next record's magic word must be
- * cleared before this record is published, and the next record may start up to 32 bytes
- * further on (skipToRecord).
+ * cleared before this record is published, and it may sit up to 24 bytes further on (when the
+ * tail is too short for a header, the next record starts at the ring's start).
  */
-export const NEXT_RESERVE_BYTES = CACHE_LINE - RECORD_START_SLACK;
-
-/** Bytes from ring offset `off` (8-aligned) to where a record may start: 0, or to the next line. */
-export function skipToRecord(off: number): number {
-  const inLine = off & (CACHE_LINE - 1);
-  return inLine > RECORD_START_SLACK ? CACHE_LINE - inLine : 0;
-}
+export const NEXT_RESERVE_BYTES = RECORD_HEADER_BYTES;
 
 /** Fragment flags, carried in the frame header's flags byte. A middle fragment has neither. */
 export const FRAG_FIRST = 1;

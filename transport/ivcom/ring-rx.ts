@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import type { DestinationRequest, IncomingMessage } from '../transport.js';
 import { IvcomError } from '../errors.js';
 import { readHeaderWords, type HeaderWords } from '../wire.js';
-import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, skipToRecord } from './layout.js';
+import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 // What allocate() is told about the incoming message (already bounds-checked): the transports' one type.
@@ -113,10 +113,11 @@ export class RxRing extends RingHalf {
     let delivered = 0;
     try {
       while (budget > 0) {
-        // Records start early in a cache line; past that (and at the ring's end) the producer
-        // moved on to the next line (layout.ts, skipToRecord).
-        const skip = skipToRecord(cons & this.mask);
-        const off = (cons + skip) & this.mask;
+        let off = cons & this.mask;
+        const toEnd = cap - off;
+        // Implicit wrap: no header fits in the tail, so the producer put the record at the start.
+        const skip = toEnd < RECORD_HEADER_BYTES ? toEnd : 0;
+        if (skip !== 0) off = 0;
         const w = (base + off) >> 2;
         // Acquire: pairs with the producer's Atomics.store of this magic word, the last word it
         // writes of a record. Zero: nothing published here yet (the producer clears it first).

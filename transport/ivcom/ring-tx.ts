@@ -6,7 +6,7 @@
 import type { OutgoingMessage } from '../transport.js';
 import { OutOfRangeError } from '../errors.js';
 import { writeHeaderWords } from '../wire.js';
-import { FRAG_FIRST, FRAG_LAST, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, skipToRecord } from './layout.js';
+import { FRAG_FIRST, FRAG_LAST, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 /** Messages longer than this may be split to fill what is left of the ring. */
@@ -91,7 +91,8 @@ export class TxRing extends RingHalf {
       // Eager fast path: one record, no allocation unless the payload spans several parts.
       const prod = this.prod;
       const off = prod & this.mask;
-      const skip = skipToRecord(off);
+      const toEnd = this.cap - off;
+      const skip = toEnd < RECORD_HEADER_BYTES ? toEnd : 0;
       const rec = RECORD_HEADER_BYTES + ((total + 7) & ~7);
       // Room for the record, and for clearing the next record's magic word (publish()).
       const need = skip + rec + NEXT_RESERVE_BYTES;
@@ -99,7 +100,7 @@ export class TxRing extends RingHalf {
         this.cap - ((prod - this.cachedCons) >>> 0) >= need ||
         (this.refreshCons() && this.cap - ((prod - this.cachedCons) >>> 0) >= need)
       ) {
-        const recOff = (off + skip) & this.mask;
+        const recOff = skip === 0 ? off : 0;
         this.writeHeader(recOff, total, FRAG_FIRST | FRAG_LAST, msg, total);
         const dataPos = (recOff + RECORD_HEADER_BYTES) & this.mask;
         if (parts.length === 1 && dataPos + total <= this.cap) {
@@ -170,7 +171,8 @@ export class TxRing extends RingHalf {
       const remaining = p.total - p.sent;
       const prod = this.prod;
       const off = prod & this.mask;
-      const skip = skipToRecord(off);
+      const toEnd = cap - off;
+      const skip = toEnd < RECORD_HEADER_BYTES ? toEnd : 0;
       const minLen = remaining < this.minSplit ? remaining : this.minSplit;
       const minNeed = skip + RECORD_HEADER_BYTES + ((minLen + 7) & ~7) + NEXT_RESERVE_BYTES;
       let free = cap - ((prod - this.cachedCons) >>> 0);
@@ -197,7 +199,7 @@ export class TxRing extends RingHalf {
       let len = remaining < this.chunkBytes ? remaining : this.chunkBytes;
       if (len > room) len = room;
       const flags = (p.sent === 0 ? FRAG_FIRST : 0) | (p.sent + len === p.total ? FRAG_LAST : 0);
-      const recOff = (off + skip) & this.mask;
+      const recOff = skip === 0 ? off : 0;
       this.writeHeader(recOff, len, flags, p.msg, p.total);
       this.cpPart = p.part;
       this.cpOff = p.partOff;
@@ -298,8 +300,8 @@ export class TxRing extends RingHalf {
     const i32 = this.i32;
     const base = this.v.base;
     const nOff = next & this.mask;
-    // Where the consumer will look next (on to the next line, or round to the ring's start).
-    const look = (nOff + skipToRecord(nOff)) & this.mask;
+    // Where the consumer will look next: past the tail when no header fits there (implicit wrap).
+    const look = this.cap - nOff < RECORD_HEADER_BYTES ? 0 : nOff;
     i32[((base + look) >> 2) + 1] = 0;
     Atomics.store(i32, ((base + recOff) >> 2) + 1, RECORD_MAGIC);
     this.prod = next;

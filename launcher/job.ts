@@ -46,6 +46,8 @@ interface RankState {
   /** This rank's failure, held back until its lost peer's exit is seen (or a grace period). */
   heldFailure?: () => void;
   finalized: boolean;
+  /** The other ranks were told that this one finished (finalized or exited 0). */
+  announced?: boolean;
   /** Last lines the rank wrote to stderr, to name the cause when it fails. */
   tail: string[];
 }
@@ -233,6 +235,7 @@ export class Job {
       }
       case 'finalize':
         st.finalized = true;
+        this.announceFinished(st);
         return;
       case 'grant':
         return; // the host's agent serves grants; one never reaches the job
@@ -264,8 +267,19 @@ export class Job {
     }
   }
 
+  /**
+   * Tells every other running rank that `st` is done, so that what they wait for from it (a large
+   * message announced to it, data it was to send) fails at once, naming it, instead of hanging.
+   */
+  private announceFinished(st: RankState): void {
+    if (st.announced || !this.started || this.tearingDown) return;
+    st.announced = true;
+    for (const r of this.ranks) if (r !== st && !r.exited) r.host?.send(r.rank, { op: 'finished', rank: st.rank });
+  }
+
   private onExit(st: RankState, code: number | null, signal: NodeJS.Signals | null): void {
     st.exited = true;
+    if (code === 0) this.announceFinished(st);
     if (!this.tearingDown) {
       if (signal) this.fail(st, `was killed by signal ${signal}`, 128 + (osConstants.signals[signal] ?? 0));
       else if (code !== 0) this.failUnlessSecondary(st, `exited with code ${code}${this.cause(st)}`, code ?? 1);

@@ -32,6 +32,7 @@ export class BootstrapClient {
         this.sock,
         (m) => {
           if (m.op === 'start') resolve(m);
+          else if (m.op === 'finished') this.peerFinished(m.rank);
           else if (m.op === 'error') reject(new BootstrapError(`rank ${rank}: ivrun refused: ${m.message}`, { rank }));
         },
         (line) => reject(new BootstrapError(`rank ${rank}: ivrun sent a malformed line: ${line.slice(0, 80)}`, { rank })),
@@ -48,6 +49,21 @@ export class BootstrapClient {
 
   /** Set when this process is finishing on purpose, so a closing channel is expected. */
   static leaving = false;
+
+  private readonly finished = new Set<number>();
+  private onFinished: ((rank: number) => void) | undefined;
+
+  /** Calls `f` for every rank ivrun says finished (finalized or exited 0), those so far included. */
+  onPeerFinished(f: (rank: number) => void): void {
+    this.onFinished = f;
+    for (const r of this.finished) f(r);
+  }
+
+  private peerFinished(rank: unknown): void {
+    if (typeof rank !== 'number' || !Number.isInteger(rank) || rank < 0 || this.finished.has(rank)) return;
+    this.finished.add(rank);
+    this.onFinished?.(rank);
+  }
 
   static fromEnv(): BootstrapClient | undefined {
     const fdText = process.env[BOOTSTRAP_FD_ENV];

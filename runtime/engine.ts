@@ -15,6 +15,9 @@ import { StagingPool } from './staging.js';
 import { Codec } from './codec-ids.js';
 import type { CrossMemory } from '../transport/cma.js';
 
+/** How soon a finished peer is looked at again while a TCP handshake (maybe its) is running. */
+const HANDSHAKE_RECHECK_MS = 20;
+
 /** Every completed-at-once send returns this one settled promise: no allocation per message. */
 const RESOLVED = Promise.resolve();
 const NO_BYTES = new Uint8Array(0);
@@ -209,6 +212,31 @@ export class Engine {
       }
     }
     if (!told) process.emitWarning(err.message, { code: (err as { code?: string }).code ?? 'ERR_IVCOM', type: 'IvcomWarning' });
+  };
+
+  /** Upcall from transports: a peer closed its end in order, after its last byte to us. */
+  readonly peerClosed = (peer: number): void => {
+    this.rendezvous.peerClosed(peer);
+  };
+
+  /**
+   * ivrun says `peer` finished (finalized or exited 0). That word travels apart from the peer's
+   * own traffic, so first take in what the peer sent before (a completion among it must win):
+   * the rings are in order with its finishing, and a TCP connection from it reports its own
+   * close after its last byte. Only a peer with nothing left in flight is closed here.
+   */
+  readonly peerFinished = (peer: number): void => {
+    if (this.failure !== undefined) return;
+    this.progress.poll();
+    if (this.transportName(peer) === 'tcp' && this.tcp !== undefined) {
+      const state = this.tcp.mayStillDeliverFrom(peer);
+      if (state === 'open') return;
+      if (state === 'unknown') {
+        setTimeout(() => this.peerFinished(peer), HANDSHAKE_RECHECK_MS).unref();
+        return;
+      }
+    }
+    this.rendezvous.peerClosed(peer);
   };
 
   get failed(): Error | undefined {

@@ -62,6 +62,7 @@ async function start(): Promise<Comm> {
     const upcalls: Upcalls = {
       deliver: (m) => engine!.arrive(m),
       fail: (e) => engine!.fail(e),
+      peerClosed: (peer) => engine!.peerClosed(peer),
       allocate: (h) => engine!.allocate(h),
       stage: (h) => engine!.stage(h),
     };
@@ -76,6 +77,7 @@ async function start(): Promise<Comm> {
         ? new CrossMemory(kmod, (peer) => (engine!.transportName(peer) === 'ivcom' ? info.peers[peer]?.pid : undefined))
         : undefined;
     engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom, cma });
+    bootstrap.onPeerFinished((peer) => engine!.peerFinished(peer));
     tcp.join(Buffer.from(info.secret, 'base64'), info.peers);
   }
   const e = engine;

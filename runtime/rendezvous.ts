@@ -17,7 +17,7 @@
 
 import type { Endpoint, IncomingMessage, OutgoingMessage } from '../transport/transport.js';
 import type { CrossMemory } from '../transport/cma.js';
-import { CorruptError } from './errors.js';
+import { CorruptError, PeerLostError } from './errors.js';
 import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { Envelope, Request } from './match.js';
 import type { StagingPool } from './staging.js';
@@ -42,6 +42,7 @@ interface PendingSend {
   ep: Endpoint;
   dest: number;
   ctx: number;
+  tag: number;
   bytes: Uint8Array;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -89,7 +90,7 @@ export class Rendezvous {
       putU32(rts, 20, Number(a >> 32n));
     }
     return new Promise<void>((resolve, reject) => {
-      this.sends.set(id, { ep, dest, ctx, bytes, resolve, reject });
+      this.sends.set(id, { ep, dest, ctx, tag, bytes, resolve, reject });
       this.post(ep, ctx, tag, Codec.Rts, rts, reject);
     });
   }
@@ -180,6 +181,34 @@ export class Rendezvous {
       }
       default:
         this.host.fail(this.corrupt(m.source, `control frame with codec ${m.codec}`));
+    }
+  }
+
+  /**
+   * `peer` closed its end in order (finalized or exited): what was announced to it and not taken
+   * never will be, and data it was to stream will not come. Those operations reject, naming it.
+   */
+  peerClosed(peer: number): void {
+    const rank = this.host.rank;
+    for (const [id, s] of this.sends) {
+      if (s.dest !== peer) continue;
+      this.sends.delete(id);
+      s.reject(
+        new PeerLostError(
+          `rank ${rank}: rank ${peer} finalized or exited without receiving the ${s.bytes.byteLength}-byte message sent to it with tag ${s.tag}; it was not delivered`,
+          { rank, peer },
+        ),
+      );
+    }
+    for (const [key, p] of this.pulls) {
+      if (p.env.source !== peer) continue;
+      this.pulls.delete(key);
+      (p.req as { fail?: (e: Error) => void }).fail?.(
+        new PeerLostError(`rank ${rank}: rank ${peer} closed its end before sending the ${p.env.payload.byteLength}-byte message this receive matched`, {
+          rank,
+          peer,
+        }),
+      );
     }
   }
 

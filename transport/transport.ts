@@ -79,6 +79,12 @@ export interface Upcalls {
   stage?(h: DestinationRequest): Uint8Array | undefined;
   /** A channel failed (peer gone, corrupt ring, bad handshake on an established peer). */
   fail(err: Error): void;
+  /**
+   * Optional: `peer` closed its end in order (it finalized or exited) after everything it sent
+   * was delivered; nothing sent to it from now on, or announced to it and not yet taken, will be
+   * received. May be reported more than once for one peer.
+   */
+  peerClosed?(peer: number): void;
 }
 
 export interface Transport {

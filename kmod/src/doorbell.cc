@@ -235,9 +235,14 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     Napi::Value fn = callback_.Value();
     if (fn.IsEmpty() || !fn.IsFunction()) return;
     // MakeCallback (not Call) so that this behaves like any other I/O callback: async_hooks see
-    // it, and the microtask queue (promise reactions) is drained when it returns.
-    fn.As<Napi::Function>().MakeCallback(self, {}, *context_);
-    if (env.IsExceptionPending()) {
+    // it, and the microtask queue (promise reactions) is drained when it returns. The raw call,
+    // because the wrapper throws when it fails: while the environment is being torn down (its
+    // last uv_run, before our cleanup hook closes the handle) a doorbell rung by a peer still
+    // fires, JS can no longer run, and throwing there is a fatal error (a rank that had finished
+    // cleanly died with SIGABRT). Then the call fails with no exception pending: nothing to do.
+    napi_value result;
+    napi_status st = napi_make_callback(env, *context_, self, fn, 0, nullptr, &result);
+    if (st != napi_ok && env.IsExceptionPending()) {
       Napi::Error error = env.GetAndClearPendingException();
       napi_fatal_exception(env, error.Value());
     }

@@ -29,6 +29,7 @@ describe.each(TRANSPORTS)('point to point over %s', (transport) => {
   });
   it('interleaves eager and large messages with wildcards, probes, an aborted receive and truncation', () => scenario('rndvmix', 3, transport));
   it('interleaves them the same with single copy off (large messages streamed on request)', () => scenario('rndvmix', 3, transport, ['--single-copy', 'off']));
+  it('rejects a large send to a rank that finalizes without receiving it, naming that rank', () => scenario('unmatched', 2, transport));
   it('rejects an aborted receive, which then matches nothing', () => scenario('abortrecv', 2, transport));
   it('probes without consuming', () => scenario('probe', 2, transport));
   it('rejects bad arguments with Node codes', () => scenario('badargs', 2, transport));

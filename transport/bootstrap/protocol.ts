@@ -44,7 +44,9 @@ export type LauncherMessage =
       singleCopy: boolean;
       peers: PeerInfo[];
     }
-  | { op: 'error'; message: string };
+  | { op: 'error'; message: string }
+  /** A rank finalized or exited 0: nothing more comes from it, nothing more is received by it. */
+  | { op: 'finished'; rank: number };
 
 /** Splits a stream into JSON messages, one per line; a malformed line is reported, not thrown. */
 export function readMessages<T>(stream: Readable, onMessage: (m: T) => void, onBad: (line: string) => void): void {

@@ -75,6 +75,8 @@ export interface ChannelOptions {
   deliver: (msg: IncomingMessage) => void;
   /** Called once when the channel fails. */
   fail: (err: Error) => void;
+  /** Called once when the peer has closed its end in order (it finalized or exited). */
+  peerClosed?: () => void;
   limits?: Partial<ChannelLimits>;
   /** Largest payload per record; clamped to ringBytes / 4. Default DEFAULT_CHUNK_BYTES (256 KiB). */
   chunkBytes?: number;
@@ -125,6 +127,10 @@ export class IvcomChannel implements RingHost {
   private reported = false;
   private shutDown = false;
   private readonly myClosedW: number;
+  private readonly peerClosedW: number;
+  private readonly peerClosedCb: (() => void) | undefined;
+  /** The peer's closed word was seen set (and reported). */
+  private peerClosedSeen = false;
 
   constructor(opts: ChannelOptions) {
     const { sab, ringBytes } = opts;
@@ -148,11 +154,13 @@ export class IvcomChannel implements RingHost {
     this.i32 = txView.i32;
     this.u8 = txView.u8;
     this.myClosedW = (opts.low ? CLOSED_OFFSET_LOW : CLOSED_OFFSET_HIGH) >> 2;
+    this.peerClosedW = (opts.low ? CLOSED_OFFSET_HIGH : CLOSED_OFFSET_LOW) >> 2;
+    this.peerClosedCb = opts.peerClosed;
     this.tx = new TxRing(txView, this, {
       rank: opts.rank,
       peer: opts.peer,
       chunkBytes: this.chunkBytes,
-      peerClosedW: (opts.low ? CLOSED_OFFSET_HIGH : CLOSED_OFFSET_LOW) >> 2,
+      peerClosedW: this.peerClosedW,
       onPending: opts.onPending,
       copy: opts.copy,
     });
@@ -224,6 +232,12 @@ export class IvcomChannel implements RingHost {
     this.rx.arm();
     const n = this.rx.drain();
     if (this.tx.pending !== 0) this.tx.pump(true);
+    // A closing peer sets its closed word and rings once, so this runs: after the drain above,
+    // everything it sent has been delivered. Any value but 0 means closed (the word is the peer's).
+    if (!this.peerClosedSeen && this.state === OPEN && Atomics.load(this.i32, this.peerClosedW) !== 0) {
+      this.peerClosedSeen = true;
+      this.peerClosedCb?.();
+    }
     return n;
   }
 

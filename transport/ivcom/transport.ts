@@ -250,6 +250,7 @@ export class IvcomTransport implements Transport {
         bell,
         deliver: this.upcalls.deliver.bind(this.upcalls),
         fail: (err) => this.onChannelFail(stRef, err),
+        peerClosed: () => this.upcalls.peerClosed?.(g.peer),
         limits: this.limits,
         chunkBytes: this.chunkBytes,
         allocate: this.allocate,

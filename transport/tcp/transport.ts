@@ -24,6 +24,8 @@ export interface TcpPeerAddress {
 }
 
 const EAGER = 64 * 1024;
+/** The sender of an incoming connection whose handshake has not finished. */
+const UNKNOWN_PEER = -1;
 const FRAGMENT = 4 * 1024 * 1024;
 // Queued bytes past which a send waits for 'drain': flow control without loss.
 const HIGH_WATER = 8 * 1024 * 1024;
@@ -89,7 +91,12 @@ export class TcpTransport implements Transport {
     }
     sock.unref();
     this.incoming.add(sock);
-    sock.on('close', () => this.incoming.delete(sock));
+    let from = UNKNOWN_PEER;
+    this.countIncoming(from, 1);
+    sock.on('close', () => {
+      this.incoming.delete(sock);
+      this.countIncoming(from, -1);
+    });
     sock.on('error', () => {}); // reported through 'close' handling below
     const { rank } = this.opts;
     const who = `${sock.remoteAddress}:${sock.remotePort}`;
@@ -97,7 +104,12 @@ export class TcpTransport implements Transport {
       serverHandshake(sock, this.secret!, rank, this.peers.length),
     );
     handshake.then(
-      ({ from, rest }) => this.serve(sock, from, rest),
+      (h) => {
+        this.countIncoming(from, -1);
+        from = h.from;
+        this.countIncoming(from, 1);
+        this.serve(sock, h.from, h.rest);
+      },
       (err: Error) => {
         // A stranger: nothing it sent is delivered. Say so on stderr once per connection.
         this.refused++;
@@ -107,6 +119,24 @@ export class TcpTransport implements Transport {
         }
       },
     );
+  }
+
+  /** Open incoming connections by sending rank (UNKNOWN_PEER: handshake still running). */
+  private readonly incomingBy = new Map<number, number>();
+
+  private countIncoming(peer: number, d: number): void {
+    const n = (this.incomingBy.get(peer) ?? 0) + d;
+    if (n > 0) this.incomingBy.set(peer, n);
+    else this.incomingBy.delete(peer);
+  }
+
+  /**
+   * Whether bytes from `peer` may still arrive: a connection from it is open (its close, after
+   * its last byte, is reported through Upcalls.peerClosed), or one whose sender is not known yet.
+   */
+  mayStillDeliverFrom(peer: number): 'open' | 'unknown' | 'no' {
+    if ((this.incomingBy.get(peer) ?? 0) > 0) return 'open';
+    return (this.incomingBy.get(UNKNOWN_PEER) ?? 0) > 0 ? 'unknown' : 'no';
   }
 
   private serve(sock: net.Socket, from: number, rest: Buffer): void {
@@ -129,14 +159,15 @@ export class TcpTransport implements Transport {
     };
     sock.on('data', onData);
     sock.on('close', () => {
-      if (!reader.idle && !this.closed) {
+      if (this.closed) return;
+      if (!reader.idle) {
         this.opts.upcalls.fail(
           new PeerLostError(`rank ${this.opts.rank}: connection from rank ${from} closed in the middle of a message; did rank ${from} die?`, {
             rank: this.opts.rank,
             peer: from,
           }),
         );
-      }
+      } else this.opts.upcalls.peerClosed?.(from);
     });
     if (rest.length > 0) onData(rest);
     sock.resume();

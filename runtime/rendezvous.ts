@@ -29,10 +29,6 @@ const TWO32 = 4294967296;
 const ID_MASK = 0x7fffffff;
 const NO_BYTES = new Uint8Array(0);
 
-export function isControl(codec: number): boolean {
-  return codec >= Codec.Rts;
-}
-
 /** The size of the message an RTS announces (what probe reports). */
 export function announcedBytes(rts: Uint8Array): number {
   return u32(rts, 8) + u32(rts, 12) * TWO32;

@@ -320,7 +320,12 @@ class TcpEndpoint implements Endpoint {
           sock.uncork();
         },
         (err: Error) => {
-          this.fail(new AuthError(`rank ${rank}: handshake with rank ${this.peer} failed: ${err.message}`, { rank, peer: this.peer }));
+          // A peer that left mid-handshake is lost, not an impostor.
+          this.fail(
+            sock.destroyed || /closed during handshake/.test(err.message)
+              ? new PeerLostError(`rank ${rank}: rank ${this.peer} closed the connection during the handshake; it probably finished or died`, { rank, peer: this.peer })
+              : new AuthError(`rank ${rank}: handshake with rank ${this.peer} failed: ${err.message}`, { rank, peer: this.peer }),
+          );
           sock.destroy();
         },
       );

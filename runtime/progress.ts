@@ -70,10 +70,16 @@ export class Progress {
     this.runQueue = fixed === undefined && memory.length > 0 ? new RunQueue() : undefined;
   }
 
-  /** Looks at the memory transports once (iprobe); returns how much moved (0: nothing). */
+  /**
+   * Looks at the memory transports once from outside a spin (iprobe, a peer's finish); returns
+   * how much moved (0: nothing). Polling withdraws the doorbell requests (a spinning rank needs
+   * no rings), so a rank that was asleep with operations pending re-arms them at once: otherwise
+   * its peers' next writes would not ring and it would sleep through them.
+   */
   poll(): number {
     let n = 0;
     for (const tr of this.memory) n += tr.poll!();
+    if (this.holds > 0 && !this.spinScheduled) this.arm();
     return n;
   }
 

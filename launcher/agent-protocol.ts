@@ -27,6 +27,10 @@ export interface HostSpec {
   address: string;
   /** Whether rank 0 (when it is here) reads the head's stdin; only the local host can. */
   stdin: boolean;
+  /** --bind-to core: each rank on a CPU of its own (binding.ts); absent: not bound. */
+  bindTo?: 'core';
+  /** More ranks than CPUs may share them when bound (--oversubscribe). */
+  oversubscribe?: boolean;
 }
 
 /** Head → agent. */

@@ -4,6 +4,7 @@
 // srun for the others). Policy — who failed, when the job ends — is the job's, not the agent's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { hostname } from 'node:os';
 import type { Socket } from 'node:net';
 import {
   BOOTSTRAP_FD_ENV,
@@ -18,6 +19,7 @@ import { NetnsDomains } from './domains/netns.js';
 import { forwardLines } from './output.js';
 import { TIED } from './tie.js';
 import { allocatorEnv } from './allocator.js';
+import { allowedCpus, bindPrefix, cpuPerRank } from './binding.js';
 
 /** How long the output of a finished job may keep flowing from a descendant that left the group. */
 const DRAIN_CAP_MS = 10_000;
@@ -72,17 +74,25 @@ export class HostAgent {
         throw err;
       }
     }
+    let cpus: number[] | undefined;
+    try {
+      if (spec.bindTo === 'core') cpus = cpuPerRank(allowedCpus(), spec.ranks.length, spec.oversubscribe === true, hostname());
+    } catch (err) {
+      grants?.close();
+      domains?.close();
+      throw err;
+    }
     const agent = new HostAgent(spec, events, grants, domains);
-    for (const r of spec.ranks) agent.spawnRank(r.rank, r.domain);
+    spec.ranks.forEach((r, i) => agent.spawnRank(r.rank, r.domain, cpus?.[i]));
     return agent;
   }
 
-  private spawnRank(rank: number, domain: number): void {
+  private spawnRank(rank: number, domain: number, cpu: number | undefined): void {
     const { spec } = this;
     const vm = this.domains?.vm(domain);
     // Tied to the agent (the runtime also leaves when its control channel closes). nsenter
     // execs, so the agent stays the parent that the tie refers to.
-    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...spec.command];
+    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...(cpu === undefined ? [] : bindPrefix(cpu)), ...spec.command];
     const grantFd = this.grants?.rankFd(rank);
     const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     if (grantFd !== undefined) stdio.push(grantFd);

@@ -2,7 +2,8 @@
 // ivrun: an mpirun for Node.js. Parses the command line, builds the plan, runs the job, and
 // exits with 0 only when every rank did.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -13,7 +14,10 @@ import { isLocalHost, parseHostfile, parseHostList, type HostSlots } from './hos
 import { slurmAllocation, srunLauncher } from './hosts/slurm.js';
 import { parseSshArgs, SSH_ARGS_ENV, sshLauncher } from './hosts/ssh.js';
 import { Job } from './job.js';
-import { makePlan, type PlanHost } from './plan.js';
+import { LOCAL_ONLY, makePlan, type PlanHost } from './plan.js';
+import { allowedCpus, cpuPerRank } from './binding.js';
+import { OutputFiles } from './output-files.js';
+import { rewriteHabits } from './habits.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** How ivrun runs itself on another host: the same node and the same install path, as mpirun's prefix. */
@@ -28,34 +32,32 @@ function version(): string {
   }
 }
 
+/** Open MPI and MPICH end a job after this many seconds when it is set; so does ivrun. */
+const TIMEOUT_ENV = 'MPIEXEC_TIMEOUT';
+
+function timeoutFromEnv(): number | undefined {
+  const v = process.env[TIMEOUT_ENV];
+  if (v === undefined || v.trim() === '') return undefined;
+  const s = Number(v);
+  if (!Number.isFinite(s) || s <= 0) usageError(`${TIMEOUT_ENV}=${v}: must be a positive number of seconds; unset it for no limit`);
+  return s;
+}
+
 function usageError(msg: string): never {
   process.stderr.write(`ivrun: ${msg}\nRun 'ivrun --help' for the options.\n`);
   process.exit(2);
 }
 
-/** ivrun's options that take no value: every other option's next word is its value. */
-const FLAGS = new Set(['--tag-output', '--oversubscribe', '--help', '-h', '--version']);
-
-/**
- * `--ssh-args '-p 2222'`: yargs takes a value that starts with a dash for an option of its own
- * ("Unknown argument: p"). Joined as `--ssh-args=-p 2222` it is a value. Only ivrun's own
- * options are looked at: the scan stops at the command.
- */
-function joinSshArgs(args: string[]): string[] {
-  const out = [...args];
-  for (let i = 0; i < out.length; i++) {
-    const w = out[i]!;
-    if (!w.startsWith('-')) break; // the command
-    if (w === '--ssh-args' && i + 1 < out.length) out.splice(i, 2, `--ssh-args=${out[i + 1]}`);
-    else if (!w.includes('=') && !FLAGS.has(w) && !w.startsWith('--no-')) i++; // skip its value
-  }
-  return out;
-}
-
 async function main(): Promise<void> {
   // Started by a head ivrun on this host (through ssh or srun): be this host's agent.
   if (process.argv[2] === '--agent' && process.argv.length === 3) return serveAgent();
-  const argv = await yargs(joinSshArgs(hideBin(process.argv)))
+  let words: string[];
+  try {
+    words = rewriteHabits(hideBin(process.argv));
+  } catch (err) {
+    usageError((err as Error).message);
+  }
+  const argv = await yargs(words)
     .scriptName('ivrun')
     .usage('Usage: $0 [options] <command> [args...]\n\nRuns <command> as the ranks of one ivcom job.')
     .parserConfiguration({ 'halt-at-non-option': true, 'populate--': false, 'duplicate-arguments-array': true })
@@ -75,8 +77,12 @@ async function main(): Promise<void> {
       describe: 'auto: shared memory between ranks of one host, TCP otherwise; tcp: force the fallback; ivcom: require shared memory (an error where it cannot be used)',
     })
     .option('x', { type: 'string', describe: 'Export an environment variable to the ranks: NAME (its current value) or NAME=VALUE; repeatable. Ranks on other hosts get only these' })
-    .option('tag-output', { type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
-    .option('timeout', { type: 'number', describe: 'End the job (exit status 124) if it runs longer than this many seconds' })
+    .option('N', { alias: 'npernode', type: 'number', describe: 'Ranks per host: N on each host of -H/--hostfile/the Slurm allocation (default -n: N times the hosts), or N on this machine' })
+    .option('wdir', { type: 'string', describe: "Working directory of the ranks (default: ivrun's)" })
+    .option('tag-output', { alias: ['prepend-rank', 'l'], type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
+    .option('output-filename', { type: 'string', describe: "Write each rank's output to DIR/1/rank.N/stdout and stderr (Open MPI's layout) instead of ivrun's own" })
+    .option('bind-to', { choices: ['none', 'core'] as const, default: 'none' as const, describe: 'core: each rank of a host on a CPU of its own (its affinity, set before it starts); none: the kernel places them' })
+    .option('timeout', { type: 'number', describe: `End the job (exit status 124) if it runs longer than this many seconds (default: $${TIMEOUT_ENV})` })
     .option('single-copy', {
       choices: ['on', 'off'] as const,
       default: 'on' as const,
@@ -86,6 +92,7 @@ async function main(): Promise<void> {
     .option('hostfile', { alias: ['machinefile'], type: 'string', describe: "Hosts to run ranks on: lines 'host slots=N' (Open MPI) or 'host:N' (MPICH); # comments. Others than this machine are reached over ssh" })
     .option('H', { alias: 'host', type: 'string', describe: 'Hosts as a list: host1:slots,host2:slots (a host without :slots has one)' })
     .option('oversubscribe', { type: 'boolean', default: false, describe: 'Allow more ranks than the hosts have slots (the extra ones go round the hosts)' })
+    .option('allow-run-as-root', { type: 'boolean', default: false, describe: "Accepted for mpirun's sake and ignored: ivrun runs as root without it" })
     .option('ssh-args', { type: 'string', describe: `Extra options for ssh, e.g. '-p 2222 -F ./ssh_config' (default: $${SSH_ARGS_ENV})` })
     .example('$0 -n 4 node app.js', '4 ranks on this host, one domain each')
     .example('$0 -n 8 --vms 2 node app.js', '2 co-resident domains of 4 ranks')
@@ -98,12 +105,14 @@ async function main(): Promise<void> {
     .version(version())
     .help()
     .alias('h', 'help')
+    .alias('V', 'version')
     .fail((msg, err) => usageError(err?.message ?? msg))
     .parse();
 
   const command = argv._.map(String);
   if (command.length === 0) usageError('no command given; e.g. ivrun -n 4 node app.js');
-  if (argv.timeout !== undefined && !(argv.timeout > 0)) usageError(`--timeout must be a positive number of seconds, got ${argv.timeout}`);
+  const timeout = argv.timeout ?? timeoutFromEnv();
+  if (timeout !== undefined && !(timeout > 0)) usageError(`--timeout must be a positive number of seconds, got ${timeout}`);
   const ringBytes = argv['ring-bytes'];
   if (!isValidRingBytes(ringBytes)) {
     usageError(`--ring-bytes must be a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}, got ${ringBytes}`);
@@ -147,6 +156,16 @@ async function main(): Promise<void> {
   } catch (err) {
     usageError((err as Error).message);
   }
+  const perHost = one(argv.N, '-N');
+  if (perHost !== undefined) {
+    if (!Number.isInteger(perHost) || perHost < 1) usageError(`-N (ranks per host) must be a positive integer, got ${perHost}`);
+    // Every host gets N slots (this machine alone when no hosts were given).
+    hosts = (hosts ?? LOCAL_ONLY).map((h) => ({ ...h, slots: perHost }));
+    defaultN = perHost * hosts.length;
+    if (argv.n !== undefined && argv.n > defaultN && !argv.oversubscribe) {
+      usageError(`-n ${argv.n} is more than -N ${perHost} ranks on each of ${hosts.length} host${hosts.length > 1 ? 's' : ''}; give -n ${defaultN} or less, or leave -n out`);
+    }
+  }
   const n = argv.n ?? defaultN;
   if (!Number.isInteger(n) || n < 1) usageError(`-n must be a positive integer, got ${n}`);
   let plan;
@@ -185,15 +204,40 @@ async function main(): Promise<void> {
       usageError(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); run 'npm run build' or use --transport tcp`);
     }
   }
+  const cwd = path.resolve(one(argv.wdir, '--wdir') ?? '.');
+  if (!statSync(cwd, { throwIfNoEntry: false })?.isDirectory()) usageError(`--wdir ${argv.wdir}: no such directory`);
+  const bindTo = argv['bind-to'] === 'core' ? ('core' as const) : undefined;
+  if (bindTo !== undefined) {
+    // This host's share is checked now (a usage error); other hosts check their own CPUs.
+    const here = plan.hosts.find((h) => launcher(h) === undefined);
+    try {
+      if (here !== undefined) cpuPerRank(allowedCpus(), here.ranks.length, argv.oversubscribe);
+    } catch (err) {
+      usageError((err as Error).message);
+    }
+  }
+  let outputFiles: OutputFiles | undefined;
+  const outDir = one(argv['output-filename'], '--output-filename');
+  if (outDir !== undefined) {
+    try {
+      outputFiles = new OutputFiles(path.resolve(outDir));
+    } catch (err) {
+      usageError(`--output-filename ${outDir}: ${(err as Error).message}`);
+    }
+  }
   const job = new Job({
     jobId,
     plan,
     command,
     env,
     exports,
-    cwd: process.cwd(),
+    cwd,
     tagOutput: argv['tag-output'],
-    timeoutSec: argv.timeout,
+    outputFiles,
+    bindTo,
+    oversubscribe: argv.oversubscribe,
+    timeoutSec: timeout,
+    timeoutFrom: argv.timeout === undefined ? TIMEOUT_ENV : '--timeout',
     transport: argv.transport,
     isolation: argv.isolation,
     ringBytes,

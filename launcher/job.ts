@@ -11,6 +11,7 @@ import { LocalHost } from './hosts/local.js';
 import type { HostEvents, HostLink } from './hosts/link.js';
 import { RemoteHost } from './hosts/remote.js';
 import type { Plan, PlanHost } from './plan.js';
+import type { OutputFiles } from './output-files.js';
 
 export interface JobOptions {
   jobId: string;
@@ -23,6 +24,8 @@ export interface JobOptions {
   cwd: string;
   tagOutput: boolean;
   timeoutSec?: number;
+  /** What set the timeout, for the message that ends the job (--timeout or MPIEXEC_TIMEOUT). */
+  timeoutFrom?: string;
   transport: TransportMode;
   isolation: Isolation;
   ringBytes: number;
@@ -32,6 +35,11 @@ export interface JobOptions {
   launcherFor(host: PlanHost): string[] | undefined;
   /** Grace between SIGTERM and SIGKILL when the job is torn down. */
   killGraceMs?: number;
+  /** --output-filename: each rank's output to its own files instead of ivrun's. */
+  outputFiles?: OutputFiles;
+  /** --bind-to core: each rank on a CPU of its own. */
+  bindTo?: 'core';
+  oversubscribe?: boolean;
 }
 
 interface RankState {
@@ -97,7 +105,7 @@ export class Job {
     this.timeoutTimer = setTimeout(() => {
       if (ms > MAX_TIMER_MS) return this.armTimeout(ms - MAX_TIMER_MS);
       const running = this.ranks.filter((r) => !r.exited).map((r) => r.rank);
-      this.say(`job timed out after ${this.o.timeoutSec} s (--timeout); ending ranks ${running.join(', ')}`);
+      this.say(`job timed out after ${this.o.timeoutSec} s (${this.o.timeoutFrom ?? '--timeout'}); ending ranks ${running.join(', ')}`);
       this.teardown(124);
     }, Math.min(ms, MAX_TIMER_MS));
   }
@@ -116,6 +124,8 @@ export class Job {
       isolation: this.o.isolation,
       transport: this.o.transport,
       ringBytes: this.o.ringBytes,
+      bindTo: this.o.bindTo,
+      oversubscribe: this.o.oversubscribe,
     });
     const remotes: Array<Promise<{ head?: string }>> = [];
     let local: { host: PlanHost; node: number } | undefined;
@@ -177,7 +187,9 @@ export class Job {
           if (st.tail.length > TAIL_LINES) st.tail.shift();
         }
         try {
-          (fd === 1 ? process.stdout : process.stderr).write((this.o.tagOutput ? `[${rank}] ` : '') + text + '\n');
+          const line = (this.o.tagOutput ? `[${rank}] ` : '') + text;
+          if (this.o.outputFiles !== undefined) this.o.outputFiles.line(rank, fd, line);
+          else (fd === 1 ? process.stdout : process.stderr).write(line + '\n');
         } catch {
           // Our own stdout went away (e.g. piped into `head`); keep draining the rank.
         }
@@ -363,6 +375,7 @@ export class Job {
     clearTimeout(this.killTimer);
     clearTimeout(this.silenceTimer);
     clearTimeout(this.timeoutTimer);
+    this.o.outputFiles?.close();
     this.resolveDone(this.exitCode);
   }
 

@@ -13,7 +13,9 @@
         "kmod/src/doorbell.cc",
         "kmod/src/reduce.cc",
         "kmod/src/copy.cc",
-        "kmod/src/cma.cc"
+        "kmod/src/cma.cc",
+        "kmod/src/unix.cc",
+        "kmod/src/tie.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -60,6 +60,11 @@ interface Addon {
   segmentMap(fd: number, bytes: number): SharedArrayBuffer;
   closeFd(fd: number): void;
   socketPair(): [number, number];
+  streamPair(): [number, number];
+  unixListen(name: string): number;
+  unixAccept(fd: number): number | null;
+  unixConnect(name: string): number;
+  dieWithParent(): boolean;
   sendFds(sock: number, fds: number[], data: Uint8Array): void;
   recvFds(sock: number): ReceivedGrant | null;
   eventfdCreate(): number;
@@ -112,6 +117,16 @@ export const segmentMap: (fd: number, bytes: number) => SharedArrayBuffer = addo
 export const closeFd: (fd: number) => void = addon.closeFd;
 /** AF_UNIX SOCK_SEQPACKET pair, close-on-exec. */
 export const socketPair: () => [number, number] = addon.socketPair;
+/** AF_UNIX SOCK_STREAM pair, close-on-exec (what net.Socket({ fd }) takes). */
+export const streamPair: () => [number, number] = addon.streamPair;
+/** A listening SOCK_SEQPACKET socket on an abstract AF_UNIX name (nothing in the file system); non-blocking. */
+export const unixListen: (name: string) => number = addon.unixListen;
+/** The next pending connection (non-blocking, close-on-exec), or null when none waits. */
+export const unixAccept: (fd: number) => number | null = addon.unixAccept;
+/** Connects a SOCK_SEQPACKET socket to an abstract AF_UNIX name (close-on-exec). */
+export const unixConnect: (name: string) => number = addon.unixConnect;
+/** SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false: the parent is gone already. */
+export const dieWithParent: () => boolean = addon.dieWithParent;
 /** One message: up to 8 fds (SCM_RIGHTS) and up to 4096 bytes. May block if the peer's queue is full. */
 export const sendFds: (sock: number, fds: number[], data: Uint8Array) => void = addon.sendFds;
 /** Non-blocking receive of one message; null when nothing is queued. */

@@ -5,10 +5,17 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
-import type { Socket } from 'node:net';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { Socket } from 'node:net';
 import {
+  AGENT_PID_ENV,
+  AGENT_SOCKET_ENV,
+  attachProof,
   BOOTSTRAP_FD_ENV,
   GRANT_FD_ENV,
+  RANK_TOKEN_ENV,
+  type AttachReply,
+  type AttachRequest,
   readMessages,
   writeMessage,
   type LauncherMessage,
@@ -20,6 +27,10 @@ import { forwardLines } from './output.js';
 import { TIED } from './tie.js';
 import { allocatorEnv } from './allocator.js';
 import { allowedCpus, bindPrefix, cpuPerRank } from './binding.js';
+import { RankDoor } from './rank-door.js';
+
+/** A rank's door token: 256 bits, never guessed. */
+const TOKEN_BYTES = 32;
 
 /** How long the output of a finished job may keep flowing from a descendant that left the group. */
 const DRAIN_CAP_MS = 10_000;
@@ -32,6 +43,12 @@ export interface GrantBroker {
   request(from: number, to: number): void;
   /** Called after spawning: the launcher's copies of the rank ends can go. */
   spawned(rank: number): void;
+  /**
+   * A new grant channel for a rank that lost its inherited one (a wrapper closed it): the old
+   * one is closed, and the rank's end of the new one returned (the caller hands it over, then
+   * closes its copy).
+   */
+  reissue(rank: number): number | undefined;
   close(): void;
 }
 
@@ -47,6 +64,9 @@ interface LocalRank {
   rank: number;
   child: ChildProcess;
   ctl: Socket;
+  /** Proves this rank to the door (rank-door.ts); spent once the rank has said hello. */
+  token: string;
+  tokenSpent: boolean;
   started: boolean;
   exited: boolean;
   streams: Promise<void>;
@@ -61,6 +81,9 @@ export class HostAgent {
     private readonly grants: GrantBroker | undefined,
     private readonly domains: NetnsDomains | undefined,
   ) {}
+
+  /** Where a rank that a wrapper cut off from fds 3 and 4 comes back (absent without the addon). */
+  private door: RankDoor | undefined;
 
   /** Creates the host's domains and grant broker, then spawns its ranks. */
   static async start(spec: HostSpec, events: AgentEvents): Promise<HostAgent> {
@@ -83,6 +106,7 @@ export class HostAgent {
       throw err;
     }
     const agent = new HostAgent(spec, events, grants, domains);
+    agent.door = await RankDoor.open(spec.jobId, spec.node, (req) => agent.admit(req));
     spec.ranks.forEach((r, i) => agent.spawnRank(r.rank, r.domain, cpus?.[i]));
     return agent;
   }
@@ -108,9 +132,24 @@ export class HostAgent {
       [BOOTSTRAP_FD_ENV]: '3',
     };
     if (grantFd !== undefined) env[GRANT_FD_ENV] = '4';
+    const token = randomBytes(TOKEN_BYTES).toString('hex');
+    if (this.door !== undefined) {
+      env[AGENT_SOCKET_ENV] = this.door.name;
+      env[AGENT_PID_ENV] = String(process.pid);
+      env[RANK_TOKEN_ENV] = token;
+    }
     const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: true });
     this.grants?.spawned(rank);
-    const st: LocalRank = { rank, child, ctl: child.stdio[3] as Socket, started: false, exited: false, streams: Promise.resolve() };
+    const st: LocalRank = {
+      rank,
+      child,
+      ctl: child.stdio[3] as Socket,
+      token,
+      tokenSpent: false,
+      started: false,
+      exited: false,
+      streams: Promise.resolve(),
+    };
     this.ranks.set(rank, st);
     st.streams = Promise.all([
       forwardLines(child.stdout!, (text) => this.events.line(rank, 1, text)),
@@ -127,15 +166,43 @@ export class HostAgent {
       st.exited = true;
       this.events.exit(rank, code, signal);
     });
+    this.listen(st);
+  }
+
+  private listen(st: LocalRank): void {
     st.ctl.on('error', () => {});
     readMessages<RankMessage>(
       st.ctl,
       (m) => this.onMessage(st, m),
-      (line) => this.events.failed(rank, `broke the control protocol (sent ${JSON.stringify(line.slice(0, 60))})`, 1),
+      (line) => this.events.failed(st.rank, `broke the control protocol (sent ${JSON.stringify(line.slice(0, 60))})`, 1),
     );
   }
 
+  /**
+   * A rank asks at the door for new control and grant channels: its fds 3 and 4 were lost in a
+   * wrapper. Only with its token, only before it has said hello, and only once.
+   */
+  private admit(req: AttachRequest): { reply: AttachReply; fds: number[] } {
+    const no = (error: string) => ({ reply: { error }, fds: [] });
+    const rank = typeof req === 'object' && req !== null ? req.rank : undefined;
+    const st = typeof rank === 'number' ? this.ranks.get(rank) : undefined;
+    if (st === undefined || typeof req.token !== 'string') return no(`no rank ${String(rank)} runs on this host`);
+    const a = Buffer.from(req.token);
+    const b = Buffer.from(st.token);
+    if (a.length !== b.length || !timingSafeEqual(a, b)) return no(`wrong token for rank ${st.rank}`);
+    if (st.tokenSpent || st.exited) return no(`rank ${st.rank} has already joined the job`);
+    st.tokenSpent = true;
+    const [mine, theirs] = this.door!.streamPair();
+    const old = st.ctl;
+    st.ctl = new Socket({ fd: mine, readable: true, writable: true });
+    old.destroy(); // the wrapper holds the other end; nothing more comes from it
+    this.listen(st);
+    const grant = this.grants?.reissue(st.rank);
+    return { reply: { proof: attachProof(st.token, st.rank), grant: grant !== undefined }, fds: grant === undefined ? [theirs] : [theirs, grant] };
+  }
+
   private onMessage(st: LocalRank, m: RankMessage): void {
+    if (m.op === 'hello') st.tokenSpent = true;
     if (m.op !== 'grant') {
       this.events.message(st.rank, m);
       return;
@@ -187,6 +254,7 @@ export class HostAgent {
     // a descendant that left the group (setsid).
     const streams = Promise.all([...this.ranks.values()].map((r) => r.streams));
     await Promise.race([streams, new Promise((r) => setTimeout(r, DRAIN_CAP_MS).unref())]);
+    this.door?.close();
     this.grants?.close();
     this.domains?.close();
     process.stdin.unpipe();

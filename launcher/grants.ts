@@ -36,6 +36,15 @@ export class KmodGrantBroker implements GrantBroker {
     }
   }
 
+  reissue(rank: number): number | undefined {
+    const old = this.pairs.get(rank);
+    if (old === undefined || this.closed) return undefined;
+    for (const fd of old) if (fd >= 0) kmod.closeFd(fd);
+    const pair = kmod.socketPair();
+    this.pairs.set(rank, [pair[0], -1]);
+    return pair[1];
+  }
+
   request(from: number, to: number): void {
     if (this.closed) return;
     const a = Math.min(from, to);

@@ -1,16 +1,24 @@
 // The rank's side of the control channel to ivrun: register, learn the peers and the job
 // secret, pass the startup barrier, ask for grants, report an abort.
 
+import { timingSafeEqual } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import net from 'node:net';
+import { isMainThread } from 'node:worker_threads';
 import {
+  AGENT_PID_ENV,
+  AGENT_SOCKET_ENV,
+  attachProof,
   BOOTSTRAP_FD_ENV,
+  GRANT_FD_ENV,
+  RANK_TOKEN_ENV,
+  type AttachReply,
   readMessages,
   writeMessage,
   type LauncherMessage,
   type RankMessage,
 } from '../transport/bootstrap/protocol.js';
-import { BootstrapError } from './errors.js';
+import { BootstrapError, StateError } from './errors.js';
 
 export type StartInfo = Extract<LauncherMessage, { op: 'start' }>;
 
@@ -22,6 +30,8 @@ export class BootstrapClient {
   private constructor(
     readonly rank: number,
     private readonly fd: number,
+    /** The grant channel (shared memory), when ivrun gave this rank one. */
+    readonly grantFd: number | undefined,
   ) {
     this.sock = new net.Socket({ fd, readable: true, writable: true });
     // The channel must not keep a finished rank alive; the runtime holds the loop open itself
@@ -65,11 +75,12 @@ export class BootstrapClient {
     this.onFinished?.(rank);
   }
 
-  static fromEnv(): BootstrapClient | undefined {
-    const fdText = process.env[BOOTSTRAP_FD_ENV];
-    const rankText = process.env.IVCOM_RANK;
+  static async fromEnv(): Promise<BootstrapClient | undefined> {
+    const env = process.env;
+    const fdText = env[BOOTSTRAP_FD_ENV];
+    const rankText = env.IVCOM_RANK;
     if (fdText === undefined) {
-      notStartedBySrun(process.env);
+      notStartedBySrun(env);
       return undefined;
     }
     const fd = Number(fdText);
@@ -79,7 +90,23 @@ export class BootstrapClient {
         `${BOOTSTRAP_FD_ENV}=${fdText} IVCOM_RANK=${rankText} are not valid; start the program with ivrun (or unset ${BOOTSTRAP_FD_ENV} to run alone)`,
       );
     }
-    return new BootstrapClient(rank, fd);
+    if (!isMainThread) {
+      // The worker shares the process's environment and fds: it would register as the same
+      // rank a second time.
+      throw new StateError(
+        `rank ${rank}: init() was called in a worker thread; a rank is a process: call init() in the main thread and give workers their work (and results) with postMessage`,
+        { rank },
+      );
+    }
+    const grantText = env[GRANT_FD_ENV];
+    const agentPid = Number(env[AGENT_PID_ENV]);
+    if (env[AGENT_SOCKET_ENV] !== undefined && process.ppid !== agentPid) {
+      // Not started by the agent itself: a wrapper (npm, npx, tsx...) stands between, and
+      // Node-based ones close every inherited fd. Find the agent again through the environment.
+      const fds = await reattach(rank, agentPid, env);
+      return new BootstrapClient(rank, fds.ctl, fds.grant);
+    }
+    return new BootstrapClient(rank, fd, grantText === undefined ? undefined : Number(grantText));
   }
 
   /** Registers this rank's address and waits until every rank has (the startup barrier). */
@@ -109,6 +136,89 @@ export class BootstrapClient {
     BootstrapClient.leaving = true;
     this.sock.end();
   }
+}
+
+/** How long a rank waits for its agent to answer at the door (it answers at once). */
+const ATTACH_TIMEOUT_MS = 10_000;
+
+/**
+ * Asks the host's agent, at the socket the environment names, for this rank's control (and
+ * grant) channel again, proving the rank with its token; checks the agent's proof in turn.
+ */
+async function reattach(rank: number, agentPid: number, env: NodeJS.ProcessEnv): Promise<{ ctl: number; grant: number | undefined }> {
+  const wrapped = `rank ${rank} was started through a wrapper (its parent is pid ${process.ppid}, not ivrun's agent ${agentPid}), which closed the channels ivrun passed it`;
+  const fail = (why: string, cause?: unknown) =>
+    new BootstrapError(`${wrapped}; ${why}. Or start node directly: ivrun -n N node [--import tsx] app.js`, { rank, cause });
+  let kmod: typeof import('../kmod/index.js');
+  try {
+    kmod = await import('../kmod/index.js');
+  } catch (cause) {
+    throw fail(`finding ivrun again needs the native addon, which did not load (${(cause as Error)?.message}): rebuild it (npm rebuild ivcom)`, cause);
+  }
+  let sock: number;
+  try {
+    sock = kmod.unixConnect(env[AGENT_SOCKET_ENV]!);
+  } catch (cause) {
+    throw fail(
+      `ivrun's agent cannot be reached at its socket (${(cause as Error)?.message}; inside --isolation netns VMs it is out of reach)`,
+      cause,
+    );
+  }
+  const token = env[RANK_TOKEN_ENV] ?? '';
+  let m: import('../kmod/index.js').ReceivedGrant;
+  try {
+    kmod.sendFds(sock, [], Buffer.from(JSON.stringify({ rank, token })));
+    m = await new Promise((resolve, reject) => {
+      const w = new kmod.FdWatcher(sock, () => {
+        let r: import('../kmod/index.js').ReceivedGrant | null;
+        try {
+          r = kmod.recvFds(sock);
+        } catch (err) {
+          done();
+          reject(err as Error);
+          return;
+        }
+        if (r === null) return;
+        done();
+        resolve(r);
+      });
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no answer within ${ATTACH_TIMEOUT_MS / 1000} s`));
+      }, ATTACH_TIMEOUT_MS);
+      const done = () => {
+        clearTimeout(timer);
+        w.close();
+      };
+      w.start();
+    });
+  } catch (cause) {
+    throw fail(`asking ivrun's agent failed (${(cause as Error)?.message})`, cause);
+  } finally {
+    kmod.closeFd(sock);
+  }
+  const drop = () => m.fds.forEach((fd) => kmod.closeFd(fd));
+  let reply: AttachReply;
+  try {
+    reply = JSON.parse(m.data.toString('utf8')) as AttachReply;
+  } catch {
+    drop();
+    throw fail(m.eof ? "ivrun's agent closed the connection without an answer" : "ivrun's agent answered with something that is not JSON");
+  }
+  if ('error' in reply) {
+    drop();
+    throw fail(`ivrun's agent refused: ${reply.error}`);
+  }
+  const want = attachProof(token, rank);
+  const proof = Buffer.from(String(reply.proof));
+  if (proof.length !== want.length || !timingSafeEqual(proof, Buffer.from(want)) || m.fds.length !== (reply.grant ? 2 : 1)) {
+    drop();
+    throw fail('what answered at the socket could not prove it is ivrun');
+  }
+  // The wrapper is tied to ivrun; tie this process to the wrapper, so that ivrun's death (even
+  // by SIGKILL) still ends it down the chain.
+  if (!kmod.dieWithParent()) process.exit(1);
+  return { ctl: m.fds[0]!, grant: reply.grant ? m.fds[1] : undefined };
 }
 
 /**

@@ -6,7 +6,7 @@ import { Comm } from './comm.js';
 import { Engine } from './engine.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { CrossMemory } from '../transport/cma.js';
-import { GRANT_FD_ENV, type PeerInfo } from '../transport/bootstrap/protocol.js';
+import type { PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { Transport, Upcalls } from '../transport/transport.js';
 import type { StartInfo } from './bootstrap.js';
 
@@ -39,7 +39,7 @@ async function start(): Promise<Comm> {
   // Native reduction kernels when the addon is built (the JS ones otherwise: same results).
   const kmod = await import('../kmod/index.js').catch(() => undefined);
   if (kmod !== undefined) useNativeKernels(kmod.reduceInto as NativeReduce);
-  const bootstrap = BootstrapClient.fromEnv();
+  const bootstrap = await BootstrapClient.fromEnv();
   if (bootstrap === undefined) {
     const peers: PeerInfo[] = [{ host: '127.0.0.1', port: 0, node: 0, domain: 0, pid: process.pid }];
     engine = new Engine({ rank: 0, size: 1, peers, mode: 'auto' });
@@ -97,8 +97,8 @@ async function sharedMemory(
   bootstrap: BootstrapClient,
   upcalls: Upcalls,
 ): Promise<Transport | undefined> {
-  const fdText = process.env[GRANT_FD_ENV];
-  if (fdText === undefined) return undefined;
+  const grantFd = bootstrap.grantFd;
+  if (grantFd === undefined) return undefined;
   let mods;
   try {
     const [kmod, ivcom, client] = await Promise.all([
@@ -110,7 +110,7 @@ async function sharedMemory(
   } catch {
     return undefined; // transportTo reports tcp; a forced --transport ivcom fails on first use
   }
-  const grants = new mods.client.GrantClient(Number(fdText), info.size, (peer) => bootstrap.send({ op: 'grant', peer }), upcalls.fail);
+  const grants = new mods.client.GrantClient(grantFd, info.size, (peer) => bootstrap.send({ op: 'grant', peer }), upcalls.fail);
   return new mods.ivcom.IvcomTransport({
     rank,
     grants,

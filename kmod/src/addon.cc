@@ -11,6 +11,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ivcom::InitReduce(env, exports);
   ivcom::InitCopy(env, exports);
   ivcom::InitCma(env, exports);
+  ivcom::InitUnix(env, exports);
+  ivcom::InitTie(env, exports);
   return exports;
 }
 

@@ -105,4 +105,11 @@ size_t ElementBytes(napi_typedarray_type type) {
   }
 }
 
+Napi::Array FdPair(Napi::Env env, const int sv[2]) {
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(uint32_t{0}, Napi::Number::New(env, sv[0]));
+  result.Set(uint32_t{1}, Napi::Number::New(env, sv[1]));
+  return result;
+}
+
 }  // namespace ivcom

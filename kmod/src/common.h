@@ -19,6 +19,8 @@ Napi::Object InitDoorbell(Napi::Env env, Napi::Object exports);
 Napi::Object InitReduce(Napi::Env env, Napi::Object exports);
 Napi::Object InitCopy(Napi::Env env, Napi::Object exports);
 Napi::Object InitCma(Napi::Env env, Napi::Object exports);
+Napi::Object InitUnix(Napi::Env env, Napi::Object exports);
+Napi::Object InitTie(Napi::Env env, Napi::Object exports);
 
 // Per-environment state (one per main thread / worker). Node-API has a single instance-data slot
 // per addon, so every concept that needs per-env state adds a field here; addon.cc owns it.
@@ -37,6 +39,9 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& 
 // Programming errors (wrong argument types/ranges) are TypeError/RangeError with Node's usual
 // codes, not ERR_IVCOM_NATIVE: they are bugs in the caller, not conditions of the system.
 void ThrowArgType(Napi::Env env, const std::string& message);
+
+// [sv[0], sv[1]] as a JS array (a socket pair's two ends).
+Napi::Array FdPair(Napi::Env env, const int sv[2]);
 void ThrowArgRange(Napi::Env env, const std::string& message);
 
 // Reads an fd argument: any integral number in int32 range. Negative values are passed through

@@ -162,10 +162,7 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
     ThrowErrno(env, -rc, failed);
     return env.Undefined();
   }
-  Napi::Array result = Napi::Array::New(env, 2);
-  result.Set(uint32_t{0}, Napi::Number::New(env, sv[0]));
-  result.Set(uint32_t{1}, Napi::Number::New(env, sv[1]));
-  return result;
+  return FdPair(env, sv);
 }
 
 Napi::Value SendFds(const Napi::CallbackInfo& info) {

@@ -3,10 +3,34 @@
 // descriptor: no path on disk to leak or to guess, and only the rank's process tree holds it.
 // Messages are JSON lines. The job secret travels only here: never in argv, env or logs.
 
+import { createHmac } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 
 export const BOOTSTRAP_FD_ENV = 'IVCOM_BOOTSTRAP_FD';
 export const GRANT_FD_ENV = 'IVCOM_GRANT_FD';
+
+// A wrapper between ivrun and the rank (npm, npx, tsx: Node marks every inherited fd
+// close-on-exec) loses those fds. What it passes on is the environment, so that says where the
+// host's agent takes a rank back (an abstract AF_UNIX name: nothing on disk), which process
+// started the rank (a rank whose parent is another one was wrapped), and a one-use token that
+// proves which rank is asking; the agent proves itself back with an HMAC of that token.
+export const AGENT_SOCKET_ENV = 'IVCOM_AGENT_SOCKET';
+export const AGENT_PID_ENV = 'IVCOM_AGENT_PID';
+export const RANK_TOKEN_ENV = 'IVCOM_RANK_TOKEN';
+
+/** Rank → agent, one datagram on the agent's socket. */
+export interface AttachRequest {
+  rank: number;
+  token: string;
+}
+
+/** Agent → rank: with `proof`, the fds: the control channel, then the grant channel when `grant`. */
+export type AttachReply = { proof: string; grant: boolean } | { error: string };
+
+/** What only the agent that issued `token` can answer. */
+export function attachProof(token: string, rank: number): string {
+  return createHmac('sha256', token).update(`ivrun agent for rank ${rank}`).digest('hex');
+}
 
 export interface PeerInfo {
   /** Address and port of the peer's TCP listener. */

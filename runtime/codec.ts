@@ -5,7 +5,8 @@
 
 import { Packr } from 'msgpackr';
 import { Codec } from './codec-ids.js';
-import { CorruptError } from './errors.js';
+import { refusal } from './clonable.js';
+import { CorruptError, UnserializableError } from './errors.js';
 import { CODEC_OF_PROTO, CTOR_OF_CODEC, eachKind } from './typed.js';
 
 export { Codec, CODEC_MAX } from './codec-ids.js';
@@ -69,6 +70,12 @@ export function encode(value: unknown): Encoded {
     // A typed-array subclass or a kind this Node does not list: keep its contents via msgpackr.
   } else if (value instanceof ArrayBuffer) {
     return { codec: Codec.ArrayBuffer, bytes: new Uint8Array(value) };
+  }
+  const refused = refusal(value);
+  if (refused !== undefined) {
+    throw new UnserializableError(
+      `cannot send ${refused}: structured clone refuses it, and it would arrive as something else; send plain data (or its parts) instead`,
+    );
   }
   return { codec: Codec.Msgpack, bytes: packr.pack(value) };
 }

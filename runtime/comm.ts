@@ -7,7 +7,7 @@ import type { CollPort } from './collectives/port.js';
 import { encode } from './codec.js';
 import { ANY_SOURCE, ANY_TAG } from './constants.js';
 import type { Engine } from './engine.js';
-import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError } from './errors.js';
+import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, UnserializableError } from './errors.js';
 import { ANY } from './match.js';
 import { Receive, statusOf, Yield, type ReceiveOwner } from './receive.js';
 import { NO_OPTIONS, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
@@ -75,7 +75,9 @@ export class Comm {
     try {
       enc = encode(data);
     } catch (e) {
-      return Promise.reject(e);
+      return Promise.reject(
+        e instanceof UnserializableError ? new UnserializableError(`rank ${this.rank}: send to rank ${dest} (tag ${tag}): ${e.message}`, { rank: this.rank, peer: dest }) : e,
+      );
     }
     return this.engine.send(ctx, this.world(dest), tag, enc.codec, enc.bytes);
   }

@@ -57,6 +57,8 @@ export class TransportUnavailableError extends kind('ERR_IVCOM_TRANSPORT_UNAVAIL
 export class StateError extends kind('ERR_IVCOM_STATE') {}
 /** A value that an operation cannot handle (e.g. an Op on an unsupported type). */
 export class UnsupportedError extends kind('ERR_IVCOM_UNSUPPORTED') {}
+/** A value structured clone refuses (a function, a symbol, a WeakMap...): it cannot be sent. */
+export class UnserializableError extends kind('ERR_IVCOM_UNSERIALIZABLE') {}
 /** Collective participants disagree (different lengths, types or counts). */
 export class CollectiveMismatchError extends kind('ERR_IVCOM_COLLECTIVE_MISMATCH') {}
 /** A native call failed: carries errno and syscall like Node's system errors. */

@@ -1,0 +1,101 @@
+// What structured clone refuses, found before msgpackr would lose it quietly (a function sent
+// as undefined, a WeakMap as {}): functions, symbols, weak collections and references, promises,
+// proxies, anywhere in the value. Everything else msgpackr's structured-clone mode carries.
+//
+// A send pays for one walk of the value. The common case (a small acyclic object) walks by plain
+// recursion without allocating; a value that is deep, cyclic or heavily shared is walked again
+// with a visited set and an explicit stack, so no shape makes it slow or overflows the stack.
+
+import { types } from 'node:util';
+
+/** Deeper than this, or more containers than WIDE, and the walk switches to the visited set. */
+const DEEP = 32;
+const WIDE = 4096;
+
+/** What refuses to be cloned, described for an error message, or undefined when all is clonable. */
+export function refusal(value: unknown): string | undefined {
+  const budget = { containers: 0 };
+  const r = quick(value, 0, budget);
+  return r === TOO_BIG ? thorough(value) : r;
+}
+
+const TOO_BIG = '\0';
+
+function refusedLeaf(v: object | symbol | ((...a: unknown[]) => unknown)): string | undefined {
+  if (typeof v === 'function') return `a function (${v.name || 'anonymous'})`;
+  if (typeof v === 'symbol') return `a symbol (${v.description ?? ''})`;
+  if (types.isProxy(v)) return 'a Proxy';
+  if (types.isWeakMap(v)) return 'a WeakMap';
+  if (types.isWeakSet(v)) return 'a WeakSet';
+  if (types.isPromise(v)) return 'a Promise';
+  if (v instanceof WeakRef) return 'a WeakRef';
+  if (v instanceof FinalizationRegistry) return 'a FinalizationRegistry';
+  return undefined;
+}
+
+/** Objects whose insides clone as bytes or a few fields: nothing in them can be refused. */
+function opaque(v: object): boolean {
+  return ArrayBuffer.isView(v) || types.isAnyArrayBuffer(v) || types.isDate(v) || types.isRegExp(v) || types.isBoxedPrimitive(v);
+}
+
+function quick(v: unknown, depth: number, budget: { containers: number }): string | undefined {
+  if (typeof v !== 'object') return typeof v === 'function' || typeof v === 'symbol' ? refusedLeaf(v) : undefined;
+  if (v === null) return undefined;
+  if (types.isProxy(v)) return 'a Proxy';
+  if (depth >= DEEP || ++budget.containers > WIDE) return TOO_BIG;
+  // Arrays and plain objects first, by prototype: the common case pays no further test.
+  const proto = Object.getPrototypeOf(v);
+  if (proto === Array.prototype) {
+    const a = v as unknown[];
+    for (let i = 0; i < a.length; i++) {
+      const r = quick(a[i], depth + 1, budget);
+      if (r !== undefined) return r;
+    }
+    return undefined;
+  }
+  if (proto !== Object.prototype && proto !== null) {
+    const leaf = refusedLeaf(v);
+    if (leaf !== undefined) return leaf;
+    if (opaque(v)) return undefined;
+    if (types.isMap(v)) {
+      for (const [k, x] of v as Map<unknown, unknown>) {
+        const r = quick(k, depth + 1, budget) ?? quick(x, depth + 1, budget);
+        if (r !== undefined) return r;
+      }
+      return undefined;
+    }
+    if (types.isSet(v)) {
+      for (const x of v as Set<unknown>) {
+        const r = quick(x, depth + 1, budget);
+        if (r !== undefined) return r;
+      }
+      return undefined;
+    }
+  }
+  // Plain objects, errors and class instances: their own enumerable properties are cloned.
+  for (const k in v) {
+    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+    const r = quick((v as Record<string, unknown>)[k], depth + 1, budget);
+    if (r !== undefined) return r;
+  }
+  return undefined;
+}
+
+function thorough(root: unknown): string | undefined {
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || (typeof v !== 'object' && typeof v !== 'function' && typeof v !== 'symbol')) continue;
+    const leaf = refusedLeaf(v as object);
+    if (leaf !== undefined) return leaf;
+    const o = v as object;
+    if (seen.has(o) || opaque(o)) continue;
+    seen.add(o);
+    if (Array.isArray(o)) for (let i = 0; i < o.length; i++) stack.push(o[i]);
+    else if (types.isMap(o)) for (const [k, x] of o as Map<unknown, unknown>) stack.push(k, x);
+    else if (types.isSet(o)) for (const x of o as Set<unknown>) stack.push(x);
+    else for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) stack.push((o as Record<string, unknown>)[k]);
+  }
+  return undefined;
+}

@@ -245,6 +245,8 @@ async function main(): Promise<void> {
     launcherFor: launcher,
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => job.signal(sig));
+  // mpirun's habit for a hung job: ask it, without ending it, what every rank waits for.
+  process.on('SIGUSR1', () => void job.report());
   process.stdout.on('error', () => {});
   job.start();
   process.exitCode = await job.done;

@@ -54,6 +54,8 @@ interface RankState {
   /** This rank's failure, held back until its lost peer's exit is seen (or a grace period). */
   heldFailure?: () => void;
   finalized: boolean;
+  /** The peers it had shared-memory rings with, as it said at finalize(). */
+  rings?: Set<number>;
   /** The other ranks were told that this one finished (finalized or exited 0). */
   announced?: boolean;
   /** Last lines the rank wrote to stderr, to name the cause when it fails. */
@@ -68,6 +70,10 @@ const HOST_SILENCE_MS = 3000;
 const TAIL_LINES = 30;
 /** setTimeout's ceiling (2^31 - 1 ms, ~24.8 days): a longer --timeout is waited out in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long ranks get to say what they wait for (a rank in an await answers within milliseconds). */
+const REPORT_WAIT_MS = 1000;
+/** A rank's report is cut here: it is for a person to read. */
+const MAX_REPORT_LINES = 64;
 
 export class Job {
   private readonly ranks: RankState[];
@@ -104,9 +110,13 @@ export class Job {
   private armTimeout(ms: number): void {
     this.timeoutTimer = setTimeout(() => {
       if (ms > MAX_TIMER_MS) return this.armTimeout(ms - MAX_TIMER_MS);
-      const running = this.ranks.filter((r) => !r.exited).map((r) => r.rank);
-      this.say(`job timed out after ${this.o.timeoutSec} s (${this.o.timeoutFrom ?? '--timeout'}); ending ranks ${running.join(', ')}`);
-      this.teardown(124);
+      this.say(`job timed out after ${this.o.timeoutSec} s (${this.o.timeoutFrom ?? '--timeout'}); asking the ranks what they wait for`);
+      void this.report().then(() => {
+        if (this.tearingDown) return;
+        const running = this.ranks.filter((r) => !r.exited).map((r) => r.rank);
+        this.say(`ending ranks ${running.join(', ')} (timed out)`);
+        this.teardown(124);
+      });
     }, Math.min(ms, MAX_TIMER_MS));
   }
 
@@ -217,6 +227,43 @@ export class Job {
   }
 
   /** SIGINT/SIGTERM to ivrun: pass it on to every rank, then make sure they go. */
+  /**
+   * Asks every running rank what it waits for and prints the answers (ivrun: rank N: ...);
+   * ranks that have not answered within REPORT_WAIT_MS are named as such. The job goes on.
+   */
+  report(): Promise<void> {
+    const asked = this.ranks.filter((r) => !r.exited && r.host !== undefined);
+    if (asked.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const pending = new Set(asked.map((r) => r.rank));
+      const finish = () => {
+        clearTimeout(timer);
+        this.onReport = undefined;
+        for (const r of pending) {
+          const st = this.ranks[r]!;
+          this.say(
+            st.exited
+              ? `rank ${r}: exited before it could answer`
+              : st.hello === undefined
+                ? `rank ${r}: has not joined the job (not yet in init(), or busy before it)`
+                : `rank ${r}: did not answer within ${REPORT_WAIT_MS} ms (busy in synchronous code, or blocked outside ivcom)`,
+          );
+        }
+        resolve();
+      };
+      const timer = setTimeout(finish, REPORT_WAIT_MS);
+      this.onReport = (st, lines) => {
+        if (!pending.delete(st.rank)) return;
+        for (const l of lines.slice(0, MAX_REPORT_LINES)) this.say(String(l));
+        if (pending.size === 0) finish();
+      };
+      for (const r of asked) r.host!.send(r.rank, { op: 'report' });
+    });
+  }
+
+  /** Set while a report is being gathered. */
+  private onReport: ((st: RankState, lines: string[]) => void) | undefined;
+
   signal(sig: NodeJS.Signals): void {
     if (this.tearingDown) {
       this.killAll('SIGKILL');
@@ -247,10 +294,14 @@ export class Job {
       }
       case 'finalize':
         st.finalized = true;
+        if (Array.isArray(m.rings)) st.rings = new Set(m.rings.filter((r) => Number.isInteger(r)));
         this.announceFinished(st);
         return;
       case 'grant':
         return; // the host's agent serves grants; one never reaches the job
+      case 'report':
+        if (Array.isArray(m.lines)) this.onReport?.(st, m.lines);
+        return;
     }
   }
 
@@ -286,7 +337,9 @@ export class Job {
   private announceFinished(st: RankState): void {
     if (st.announced || !this.started || this.tearingDown) return;
     st.announced = true;
-    for (const r of this.ranks) if (r !== st && !r.exited) r.host?.send(r.rank, { op: 'finished', rank: st.rank });
+    for (const r of this.ranks) {
+      if (r !== st && !r.exited) r.host?.send(r.rank, { op: 'finished', rank: st.rank, ring: st.rings?.has(r.rank) });
+    }
   }
 
   private onExit(st: RankState, code: number | null, signal: NodeJS.Signals | null): void {

@@ -42,7 +42,8 @@ export class BootstrapClient {
         this.sock,
         (m) => {
           if (m.op === 'start') resolve(m);
-          else if (m.op === 'finished') this.peerFinished(m.rank);
+          else if (m.op === 'finished') this.peerFinished(m.rank, m.ring);
+          else if (m.op === 'report') this.send({ op: 'report', lines: this.reporter() });
           else if (m.op === 'error') reject(new BootstrapError(`rank ${rank}: ivrun refused: ${m.message}`, { rank }));
         },
         (line) => reject(new BootstrapError(`rank ${rank}: ivrun sent a malformed line: ${line.slice(0, 80)}`, { rank })),
@@ -57,22 +58,29 @@ export class BootstrapClient {
     });
   }
 
+  /** What this rank waits for (report.ts); until the engine exists, the startup barrier. */
+  reporter: () => string[] = () => [`rank ${this.rank}: in init(), waiting for every rank of the job to start`];
+
   /** Set when this process is finishing on purpose, so a closing channel is expected. */
   static leaving = false;
 
-  private readonly finished = new Set<number>();
-  private onFinished: ((rank: number) => void) | undefined;
+  private readonly finished = new Map<number, boolean | undefined>();
+  private onFinished: ((rank: number, ring: boolean | undefined) => void) | undefined;
 
-  /** Calls `f` for every rank ivrun says finished (finalized or exited 0), those so far included. */
-  onPeerFinished(f: (rank: number) => void): void {
+  /**
+   * Calls `f` for every rank ivrun says finished (finalized or exited 0), those so far included,
+   * with whether it had a shared-memory ring with this rank (undefined: not known).
+   */
+  onPeerFinished(f: (rank: number, ring: boolean | undefined) => void): void {
     this.onFinished = f;
-    for (const r of this.finished) f(r);
+    for (const [r, ring] of this.finished) f(r, ring);
   }
 
-  private peerFinished(rank: unknown): void {
+  private peerFinished(rank: unknown, ring: unknown): void {
     if (typeof rank !== 'number' || !Number.isInteger(rank) || rank < 0 || this.finished.has(rank)) return;
-    this.finished.add(rank);
-    this.onFinished?.(rank);
+    const r = typeof ring === 'boolean' ? ring : undefined;
+    this.finished.set(rank, r);
+    this.onFinished?.(rank, r);
   }
 
   static async fromEnv(): Promise<BootstrapClient | undefined> {

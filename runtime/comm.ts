@@ -112,7 +112,7 @@ export class Comm {
     req.seq = postSeq++;
     if (probe) matcher.probe(req);
     else matcher.post(req);
-    if (!req.done) engine.progress.kick();
+    if (!req.done && !(engine.anyPeerGone && engine.rejectIfUnsatisfiable(matcher, req))) engine.progress.kick();
     return req.promise as Promise<T>;
   }
 
@@ -218,16 +218,37 @@ export class Comm {
     return this.portCache;
   }
 
+  private collSeq = 0;
+
+  /** Runs a collective, listed in the rank's report (report.ts) while it is in progress. */
+  private collective<T>(kind: string, root: number | undefined, run: () => Promise<T>): Promise<T> {
+    const active = { ctx: this.ctx, kind, seq: ++this.collSeq, root };
+    const list = this.engine.collectives;
+    list.add(active);
+    const done = () => {
+      list.delete(active);
+    };
+    let p: Promise<T>;
+    try {
+      p = run();
+    } catch (e) {
+      done();
+      return Promise.reject(e);
+    }
+    p.then(done, done);
+    return p;
+  }
+
   barrier(): Promise<void> {
-    return coll.barrier(this.port);
+    return this.collective('barrier', undefined, () => coll.barrier(this.port));
   }
 
   bcast<T>(data: T, root = 0): Promise<T> {
-    return coll.bcast(this.port, data, root);
+    return this.collective('bcast', root, () => coll.bcast(this.port, data, root));
   }
 
   reduce<T>(data: T, op: coll.OpLike = coll.Op.SUM, root = 0): Promise<T | undefined> {
-    return coll.reduce(this.port, data, op, root);
+    return this.collective('reduce', root, () => coll.reduce(this.port, data, op, root));
   }
 
   /**
@@ -238,31 +259,31 @@ export class Comm {
     if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
       return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: allreduce options must be an object like { into }, got ${typeof opts}`));
     }
-    return coll.allreduce(this.port, data, op, opts?.into as never);
+    return this.collective('allreduce', undefined, () => coll.allreduce(this.port, data, op, opts?.into as never));
   }
 
   gather<T>(data: T, root = 0): Promise<T[] | undefined> {
-    return coll.gather(this.port, data, root);
+    return this.collective('gather', root, () => coll.gather(this.port, data, root));
   }
 
   allgather<T>(data: T): Promise<T[]> {
-    return coll.allgather(this.port, data);
+    return this.collective('allgather', undefined, () => coll.allgather(this.port, data));
   }
 
   scatter<T>(array: T[] | undefined, root = 0): Promise<T> {
-    return coll.scatter(this.port, array, root);
+    return this.collective('scatter', root, () => coll.scatter(this.port, array, root));
   }
 
   alltoall<T>(array: T[]): Promise<T[]> {
-    return coll.alltoall(this.port, array);
+    return this.collective('alltoall', undefined, () => coll.alltoall(this.port, array));
   }
 
   scan<T>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T> {
-    return coll.scan(this.port, data, op);
+    return this.collective('scan', undefined, () => coll.scan(this.port, data, op));
   }
 
   exscan<T>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T | undefined> {
-    return coll.exscan(this.port, data, op);
+    return this.collective('exscan', undefined, () => coll.exscan(this.port, data, op));
   }
 
   // ---- communicators ----------------------------------------------------------------------
@@ -280,7 +301,7 @@ export class Comm {
     if (typeof key !== 'number' || !Number.isInteger(key)) {
       throw new InvalidArgTypeError(`rank ${this.rank}: split key must be an integer, got ${String(key)}`);
     }
-    const all = await coll.allgather(this.port, [color ?? -1, key, this.engine.nextCtx]);
+    const all = await this.collective('split', undefined, () => coll.allgather(this.port, [color ?? -1, key, this.engine.nextCtx]));
     // A fresh context id for every new communicator: above every member's next free id.
     const base = Math.max(...all.map((e) => e[2]!));
     const colors = [...new Set(all.map((e) => e[0]!).filter((c) => c >= 0))].sort((a, b) => a - b);
@@ -296,7 +317,7 @@ export class Comm {
 
   /** The same group in a separate message space: nothing sent on one is received on the other. */
   async dup(): Promise<Comm> {
-    const base = await coll.allreduce(this.port, this.engine.nextCtx, coll.Op.MAX);
+    const base = await this.collective('dup', undefined, () => coll.allreduce(this.port, this.engine.nextCtx, coll.Op.MAX));
     this.engine.nextCtx = Math.max(this.engine.nextCtx, base + 2);
     return new Comm(this.engine, base, this.group);
   }

@@ -7,10 +7,11 @@ import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Tr
 import { selectTransport } from '../transport/select.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
-import { StateError, TransportUnavailableError } from './errors.js';
-import { Matcher, type Envelope, type Request } from './match.js';
+import { PeerLostError, StateError, TransportUnavailableError } from './errors.js';
+import { ANY, Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
 import { Rendezvous } from './rendezvous.js';
+import { describeWaits, type ActiveCollective } from './report.js';
 import { StagingPool } from './staging.js';
 import { Codec } from './codec-ids.js';
 import type { CrossMemory } from '../transport/cma.js';
@@ -216,8 +217,47 @@ export class Engine {
 
   /** Upcall from transports: a peer closed its end in order, after its last byte to us. */
   readonly peerClosed = (peer: number): void => {
-    this.rendezvous.peerClosed(peer);
+    this.peerGone(peer);
   };
+
+  /** Peers that finished and whose every message has been delivered: nothing more comes from them. */
+  private readonly gone = new Set<number>();
+
+  get anyPeerGone(): boolean {
+    return this.gone.size > 0;
+  }
+
+  /** `peer` is done and all it sent is here: what only it could complete rejects, naming it. */
+  private peerGone(peer: number): void {
+    if (this.gone.has(peer) || peer === this.rank) return;
+    this.gone.add(peer);
+    this.rendezvous.peerClosed(peer);
+    for (const m of this.matchers.values()) {
+      const { posted, probes } = m.snapshot();
+      for (const r of posted) this.rejectIfUnsatisfiable(m, r);
+      for (const r of probes) this.rejectIfUnsatisfiable(m, r);
+    }
+  }
+
+  /**
+   * A receive (or probe) that only finished peers could satisfy, with nothing of theirs queued
+   * to match it, can never complete: it rejects with ERR_IVCOM_PEER_LOST instead of waiting
+   * forever. A wildcard source counts only when every other rank has finished.
+   */
+  rejectIfUnsatisfiable(m: Matcher, r: Request): boolean {
+    const source = r.source;
+    if (source === ANY ? this.gone.size < this.size - 1 : !this.gone.has(source)) return false;
+    if (!m.cancel(r)) return false;
+    const from = source === ANY ? 'any rank (every other rank has finished)' : `rank ${source}`;
+    const tag = r.tag === ANY ? '' : ` with tag ${r.tag}`;
+    (r as { fail?: (e: Error) => void }).fail?.(
+      new PeerLostError(
+        `rank ${this.rank}: a receive from ${from}${tag} can never complete: ${source === ANY ? 'they have' : `rank ${source} has`} finalized or exited, and nothing sent before matches it`,
+        { rank: this.rank, peer: source === ANY ? undefined : source },
+      ),
+    );
+    return true;
+  }
 
   /**
    * ivrun says `peer` finished (finalized or exited 0). That word travels apart from the peer's
@@ -225,8 +265,12 @@ export class Engine {
    * the rings are in order with its finishing, and a TCP connection from it reports its own
    * close after its last byte. Only a peer with nothing left in flight is closed here.
    */
-  readonly peerFinished = (peer: number): void => {
+  readonly peerFinished = (peer: number, ring?: boolean): void => {
     if (this.failure !== undefined) return;
+    // A ring between us carries the peer's closing in order after its last message, and this
+    // rank may not even have attached it yet (the grant travels apart from this word): its
+    // channel reports the close (peerClosed) once everything before it has been delivered.
+    if (ring === true && this.transportName(peer) === 'ivcom') return;
     this.progress.poll();
     if (this.transportName(peer) === 'tcp' && this.tcp !== undefined) {
       const state = this.tcp.mayStillDeliverFrom(peer);
@@ -236,8 +280,25 @@ export class Engine {
         return;
       }
     }
-    this.rendezvous.peerClosed(peer);
+    this.peerGone(peer);
   };
+
+  /** Collective calls in progress (Comm registers them), for report(). */
+  readonly collectives = new Set<ActiveCollective>();
+
+  /** What this rank is waiting for, in lines a user can act on (ivrun asks on a hang). */
+  report(): string[] {
+    let large = 0;
+    for (const _ of this.rendezvous.waitingSends()) large++;
+    return describeWaits({
+      rank: this.rank,
+      collectives: this.collectives,
+      contexts: [...this.matchers].map(([ctx, m]) => [ctx, m.snapshot()] as [number, ReturnType<Matcher['snapshot']>]),
+      largeSends: this.rendezvous.waitingSends(),
+      // Tracked sends that are not large ones wait for transport space.
+      queuedSends: Math.max(0, this.pendingSends.size - large),
+    });
+  }
 
   get failed(): Error | undefined {
     return this.failure;
@@ -249,8 +310,9 @@ export class Engine {
     try {
       await Promise.allSettled([...this.pendingSends]);
       this.finalized = true;
+      const rings = this.ivcom?.channelPeers?.();
       await Promise.all([this.ivcom?.close(), this.tcp?.close()]);
-      this.bootstrap?.send({ op: 'finalize' });
+      this.bootstrap?.send({ op: 'finalize', rings });
       this.bootstrap?.close();
     } finally {
       this.progress.release();

@@ -77,7 +77,8 @@ async function start(): Promise<Comm> {
         ? new CrossMemory(kmod, (peer) => (engine!.transportName(peer) === 'ivcom' ? info.peers[peer]?.pid : undefined))
         : undefined;
     engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom, cma });
-    bootstrap.onPeerFinished((peer) => engine!.peerFinished(peer));
+    bootstrap.onPeerFinished((peer, ring) => engine!.peerFinished(peer, ring));
+    bootstrap.reporter = () => engine!.report();
     tcp.join(Buffer.from(info.secret, 'base64'), info.peers);
   }
   const e = engine;

@@ -257,6 +257,11 @@ export class Matcher {
     return removed;
   }
 
+  /** What waits here, oldest first within each queue (for a rank's report: report.ts). */
+  snapshot(): { posted: Request[]; probes: Request[]; unexpected: Envelope[] } {
+    return { posted: [...this.posted.values()], probes: [...this.probes], unexpected: [...this.unexpected.values()] };
+  }
+
   /** Every posted receive and probe, for failing them all when the communicator breaks. */
   drainPosted(): Request[] {
     const all = [...this.posted.values(), ...this.probes];

@@ -208,6 +208,11 @@ export class Rendezvous {
     }
   }
 
+  /** Large sends announced and not yet taken, for a rank's report of what it waits for. */
+  *waitingSends(): Generator<{ dest: number; ctx: number; tag: number; bytes: number }> {
+    for (const s of this.sends.values()) yield { dest: s.dest, ctx: s.ctx, tag: s.tag, bytes: s.bytes.byteLength };
+  }
+
   /** The job failed: nothing announced or pulled will complete. */
   failAll(err: Error): void {
     const sends = [...this.sends.values()];

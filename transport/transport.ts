@@ -107,6 +107,8 @@ export interface Transport {
    * cores, the peer this rank waits for may need this very core).
    */
   relax?(): void;
+  /** Memory transports only: the peers this side holds a channel with. */
+  channelPeers?(): number[];
   /** Flush what was accepted, then release every resource. Idempotent. */
   close(): Promise<void>;
 }

@@ -209,7 +209,13 @@ describe('Slurm', () => {
     const killed: number[] = [];
     const kill = whenReady(4, (_pid, marker) => {
       for (const pid of processesWith(`IVCOM_TEST_MARK=${marker}`)) {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'latin1').startsWith(`${process.execPath}\0${IVRUN}\0-x\0`)) {
+        let cmdline = '';
+        try {
+          cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
+        } catch {
+          continue; // exited since it was listed (a short-lived helper of the job)
+        }
+        if (cmdline.startsWith(`${process.execPath}\0${IVRUN}\0-x\0`)) {
           process.kill(pid, 'SIGKILL');
           killed.push(pid);
         }

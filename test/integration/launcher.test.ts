@@ -81,6 +81,38 @@ describe('ivrun', () => {
     expect(r.leftovers).toEqual([]);
   });
 
+  it('--timeout first asks every rank what it waits for, and prints the answers', async () => {
+    const r = await ivrun(['-n', '3', '--timeout', '2', 'node', P2P, 'stuck']);
+    expect(r.code).toBe(124);
+    for (const line of [
+      'ivrun: rank 0: send of 1048576 bytes to rank 1, tag 6 on world: announced, not yet received there',
+      'ivrun: rank 1: inside allreduce #1 on world',
+      'ivrun: rank 1: 1 message arrived and not received: from rank 0, tag 5 on world',
+      'ivrun: rank 2: inside barrier #1 on world',
+    ]) {
+      expect(r.stderr).toContain(line);
+    }
+    expect(r.stderr).toMatch(/ending ranks 0, 1, 2 \(timed out\)/);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('SIGUSR1 to ivrun prints the same report and the job goes on', async () => {
+    let seen = '';
+    let asked = false;
+    const r = await ivrun(['-n', '3', '--timeout', '4', 'node', P2P, 'stuck'], {
+      onStdout: (text, pid) => {
+        seen += text;
+        if (asked || (seen.match(/joined/g) ?? []).length < 3) return;
+        asked = true;
+        setTimeout(() => process.kill(pid, 'SIGUSR1'), 300);
+      },
+    });
+    // Printed twice: once for SIGUSR1 (the job went on), once at the timeout.
+    expect(r.stderr.split('ivrun: rank 2: inside barrier #1 on world').length).toBe(3);
+    expect(r.stderr.indexOf('inside barrier')).toBeLessThan(r.stderr.indexOf('timed out'));
+    expect(r.code).toBe(124);
+  });
+
   it('passes SIGTERM to every rank and leaves nothing behind', async () => {
     const r = await ivrun(['-n', '3', 'node', P2P, 'hang'], {
       onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGTERM'), 1500),

@@ -52,7 +52,10 @@ export type RankMessage =
   | { op: 'grant'; peer: number }
   /** `lostPeer`: the rank failed because that peer vanished, so that peer's own end is the cause. */
   | { op: 'abort'; code: number; reason: string; lostPeer?: number }
-  | { op: 'finalize' };
+  /** `rings`: the peers this rank shared a ring with; each saw it closed after its last message. */
+  | { op: 'finalize'; rings?: number[] }
+  /** The answer to `report`: what the rank waits for, one line each. */
+  | { op: 'report'; lines: string[] };
 
 /** ivrun → rank. */
 export type LauncherMessage =
@@ -70,7 +73,14 @@ export type LauncherMessage =
     }
   | { op: 'error'; message: string }
   /** A rank finalized or exited 0: nothing more comes from it, nothing more is received by it. */
-  | { op: 'finished'; rank: number };
+  /**
+   * `ring`: whether that rank had a shared-memory ring with this one (then its closing travels
+   * in the ring, in order after its messages, and that is what ends waiting on it here); absent:
+   * not known (it exited without finalize()).
+   */
+  | { op: 'finished'; rank: number; ring?: boolean }
+  /** Say what you are waiting for (--timeout, SIGUSR1 to ivrun). */
+  | { op: 'report' };
 
 /** Splits a stream into JSON messages, one per line; a malformed line is reported, not thrown. */
 export function readMessages<T>(stream: Readable, onMessage: (m: T) => void, onBad: (line: string) => void): void {

@@ -165,6 +165,10 @@ export class IvcomTransport implements Transport {
     return n;
   }
 
+  channelPeers(): number[] {
+    return this.channels.map((c) => c.peer);
+  }
+
   relax(): void {
     this.kmod.cpuYield?.();
   }

@@ -37,7 +37,7 @@ export interface HostSpec {
 export type HeadMessage =
   | { op: 'spawn'; spec: Omit<HostSpec, 'address' | 'stdin'> }
   | { op: 'to-rank'; rank: number; msg: LauncherMessage }
-  | { op: 'kill'; signal: NodeJS.Signals }
+  | { op: 'kill'; signal: NodeJS.Signals; spare?: number }
   /** Every rank has exited: release the host's resources, answer `finished`, then exit. */
   | { op: 'finish' };
 

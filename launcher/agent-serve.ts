@@ -72,7 +72,7 @@ export async function serveAgent(): Promise<void> {
         return;
       case 'kill':
         killed = m.signal;
-        agent?.kill(m.signal);
+        agent?.kill(m.signal, m.spare);
         return;
       case 'finish':
         finishing = true;

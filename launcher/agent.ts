@@ -223,10 +223,10 @@ export class HostAgent {
     writeMessage(st.ctl, msg);
   }
 
-  /** Signals every rank still running, with its whole process group. */
-  kill(signal: NodeJS.Signals): void {
+  /** Signals every rank still running (but `spare`), with its whole process group. */
+  kill(signal: NodeJS.Signals, spare?: number): void {
     for (const r of this.ranks.values()) {
-      if (r.exited || r.child.pid === undefined) continue;
+      if (r.exited || r.child.pid === undefined || r.rank === spare) continue;
       try {
         process.kill(-r.child.pid, signal);
       } catch {

@@ -389,13 +389,15 @@ export class Job {
     const running = this.ranks.filter((r) => !r.exited && r !== st).length;
     const where = this.o.plan.hosts.length > 1 ? ` on ${st.hostName}` : '';
     this.say(`rank ${st.rank}${where} ${why}; ending the job${running ? ` (stopping ${running} other rank${running > 1 ? 's' : ''})` : ''}`);
-    this.teardown(code);
+    // A rank that said it aborts is leaving by itself and may still be printing its error's
+    // stack: a SIGTERM now would cut that off. The SIGKILL after the grace still covers it.
+    this.teardown(code, 'SIGTERM', st.abortReason !== undefined && !st.exited ? st.rank : undefined);
   }
 
-  private teardown(code: number, sig: NodeJS.Signals = 'SIGTERM'): void {
+  private teardown(code: number, sig: NodeJS.Signals = 'SIGTERM', spare?: number): void {
     this.tearingDown = true;
     this.exitCode = code === 0 ? 1 : code;
-    this.killAll(sig);
+    for (const h of this.hosts) h.kill(sig, spare);
     // Ranks get a moment to leave cleanly, then they are killed: the job must end within 1 s.
     this.killTimer = setTimeout(() => {
       this.killAll('SIGKILL');

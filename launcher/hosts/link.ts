@@ -11,7 +11,8 @@ export interface HostEvents extends AgentEvents {
 
 export interface HostLink {
   send(rank: number, msg: LauncherMessage): void;
-  kill(signal: NodeJS.Signals): void;
+  /** Signals the host's ranks, all but `spare` (a rank leaving by itself, still printing why). */
+  kill(signal: NodeJS.Signals, spare?: number): void;
   /** After every rank of the host has exited: forward the last output, release everything. */
   finish(): Promise<void>;
   /** Cut the link at once (the host stopped answering); its agent ends its ranks when it notices. */

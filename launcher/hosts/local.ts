@@ -16,8 +16,8 @@ export class LocalHost implements HostLink {
     this.agent.send(rank, msg);
   }
 
-  kill(signal: NodeJS.Signals): void {
-    this.agent.kill(signal);
+  kill(signal: NodeJS.Signals, spare?: number): void {
+    this.agent.kill(signal, spare);
   }
 
   finish(): Promise<void> {

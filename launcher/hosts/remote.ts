@@ -98,8 +98,8 @@ export class RemoteHost implements HostLink {
     this.post({ op: 'to-rank', rank, msg });
   }
 
-  kill(signal: NodeJS.Signals): void {
-    this.post({ op: 'kill', signal });
+  kill(signal: NodeJS.Signals, spare?: number): void {
+    this.post({ op: 'kill', signal, spare });
   }
 
   async finish(): Promise<void> {

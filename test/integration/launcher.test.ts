@@ -19,6 +19,9 @@ describe('ivrun', () => {
     const endedAt = Date.now();
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ivrun: rank 3 aborted the job: uncaught Error: deliberate failure in the test/);
+    // The rank's own report of the error, with its stack, once: ivrun lets it finish printing.
+    expect(r.stderr.match(/^Error: deliberate failure in the test$/gm)).toHaveLength(1);
+    expect(r.stderr).toMatch(/^    at throws \(.*p2p\.js:\d+:\d+\)$/m);
     expect(failedAt).toBeGreaterThan(0);
     // Failure is loud and fast (the whole job, including our process bookkeeping).
     expect(endedAt - failedAt).toBeLessThan(1500);

@@ -4,6 +4,8 @@
 import type { TransportName } from '../transport/transport.js';
 import * as coll from './collectives/index.js';
 import type { CollPort } from './collectives/port.js';
+import { announce, type Kind } from './collectives/signature.js';
+import type { ActiveCollective } from './report.js';
 import { encode } from './codec.js';
 import { ANY_SOURCE, ANY_TAG } from './constants.js';
 import type { Engine } from './engine.js';
@@ -220,23 +222,40 @@ export class Comm {
 
   private collSeq = 0;
 
-  /** Runs a collective, listed in the rank's report (report.ts) while it is in progress. */
-  private collective<T>(kind: string, root: number | undefined, run: () => Promise<T>): Promise<T> {
-    const active = { ctx: this.ctx, kind, seq: ++this.collSeq, root };
-    const list = this.engine.collectives;
-    list.add(active);
-    const done = () => {
-      list.delete(active);
-    };
+  /**
+   * Runs a collective: its messages carry its kind and root (signature.ts), and while it is in
+   * progress the engine checks what arrives for its slot against them (a mismatch rejects it)
+   * and lists it in the rank's report (report.ts).
+   */
+  private collective<T>(kind: Kind, root: number | undefined, run: () => Promise<T>): Promise<T> {
+    const port = this.port;
+    const sig = { kind, root: root ?? 0, base: -1 };
+    announce(port, sig);
     let p: Promise<T>;
     try {
       p = run();
     } catch (e) {
-      done();
       return Promise.reject(e);
+    } finally {
+      announce(port, undefined);
     }
-    p.then(done, done);
-    return p;
+    if (sig.base < 0) return p; // refused before it began (bad arguments): nothing to watch
+    const engine = this.engine;
+    return new Promise<T>((resolve, reject) => {
+      const active: ActiveCollective = { ctx: this.ctx, kind, seq: ++this.collSeq, root, base: sig.base, fail: reject };
+      engine.collectives.add(active);
+      engine.checkCallStart(active);
+      p.then(
+        (v) => {
+          engine.collectives.delete(active);
+          resolve(v);
+        },
+        (e: unknown) => {
+          engine.collectives.delete(active);
+          reject(e);
+        },
+      );
+    });
   }
 
   barrier(): Promise<void> {

@@ -7,7 +7,8 @@ import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Tr
 import { selectTransport } from '../transport/select.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
-import { PeerLostError, StateError, TransportUnavailableError } from './errors.js';
+import { CollectiveMismatchError, PeerLostError, StateError, TransportUnavailableError } from './errors.js';
+import { describeCall, sameCall, slotOf } from './collectives/signature.js';
 import { ANY, Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
 import { Rendezvous } from './rendezvous.js';
@@ -156,6 +157,7 @@ export class Engine {
       this.rendezvous.control(m);
       return;
     }
+    if ((m.ctx & 1) === 1 && this.collectives.size > 0) this.checkCall(m);
     const env: Envelope = m;
     env.seq = this.seq++;
     const claimed = this.claims.size > 0 ? this.claims.get(m.payload) : undefined;
@@ -283,8 +285,46 @@ export class Engine {
     this.peerGone(peer);
   };
 
-  /** Collective calls in progress (Comm registers them), for report(). */
+  /** Collective calls in progress (Comm registers them): checked against arrivals, and reported. */
   readonly collectives = new Set<ActiveCollective>();
+
+  /** A message for a collective: is it of the call this rank makes at that slot? */
+  private checkCall(m: IncomingMessage): void {
+    const slot = slotOf(m.tag);
+    for (const a of this.collectives) {
+      if (a.ctx + 1 === m.ctx && slotOf(a.base) === slot && !sameCall(a.base, m.tag)) this.mismatch(a, m.source, m.tag);
+    }
+  }
+
+  /** A collective starts: did messages of another call arrive for its slot before it? */
+  checkCallStart(a: ActiveCollective): void {
+    const m = this.matchers.get(a.ctx + 1);
+    if (m === undefined || m.unexpectedCount === 0) return;
+    const slot = slotOf(a.base);
+    for (const e of m.snapshot().unexpected) {
+      if (slotOf(e.tag) === slot && !sameCall(a.base, e.tag)) return this.mismatch(a, e.source, e.tag);
+    }
+  }
+
+  /** Rejects call `a`, which met a message of another call from `source`, and what it waits for. */
+  private mismatch(a: ActiveCollective, source: number, tag: number): void {
+    if (!this.collectives.delete(a)) return;
+    const mine = a.root !== undefined ? `${a.kind} (root ${a.root})` : a.kind;
+    const comm = a.ctx === 0 ? 'world' : `communicator ${a.ctx}`;
+    const err = new CollectiveMismatchError(
+      `rank ${this.rank}: its ${mine} #${a.seq} on ${comm} met rank ${source}'s ${describeCall(tag)} at the same point: every rank must call the same collectives in the same order, with the same root`,
+      { rank: this.rank, peer: source },
+    );
+    a.fail(err);
+    // What the call still waits for would never come: release it (and the process with it).
+    const m = this.matchers.get(a.ctx + 1);
+    if (m === undefined) return;
+    const slot = slotOf(a.base);
+    const { posted, probes } = m.snapshot();
+    for (const r of [...posted, ...probes]) {
+      if (slotOf(r.tag) === slot && m.cancel(r)) (r as { fail?: (e: Error) => void }).fail?.(err);
+    }
+  }
 
   /** What this rank is waiting for, in lines a user can act on (ivrun asks on a hang). */
   report(): string[] {

@@ -13,6 +13,10 @@ export interface ActiveCollective {
   /** Its number among the collectives of that communicator, from 1. */
   seq: number;
   root?: number;
+  /** Its tag base (signature.ts): what its messages carry. */
+  base: number;
+  /** Rejects the call (a mismatch was seen). */
+  fail(err: Error): void;
 }
 
 export interface WaitState {

@@ -19,7 +19,8 @@ import { bcastFlat } from './bcast.js';
 import { reduceImpl } from './reduce.js';
 import { ringAllgather, ringReduceScatter } from './ring.js';
 import { pieceElems, selectAllreduce } from './select.js';
-import { cloneValue, exchange, floorPow2, mod, nextTagBase, subPort, topology } from './util.js';
+import { cloneValue, exchange, floorPow2, mod, subPort, topology } from './util.js';
+import { nextTagBase } from './signature.js';
 
 /** Recursive doubling on prepared values (tags tag..tag+2). */
 export async function allreduceRecursiveDoubling(p: CollPort, x: unknown, red: Reducer, tag: number): Promise<unknown> {

@@ -7,7 +7,8 @@
 
 import type { CollPort } from './port.js';
 import { ALLTOALL_PAIRWISE_BYTES } from './select.js';
-import { checkEntries, cloneValue, mod, nextTagBase, rawBytes } from './util.js';
+import { checkEntries, cloneValue, mod, rawBytes } from './util.js';
+import { nextTagBase } from './signature.js';
 
 export async function alltoallImpl<T>(p: CollPort, array: readonly T[], tag: number): Promise<T[]> {
   const { rank, size } = p;

@@ -4,7 +4,8 @@
 
 import type { CollPort } from './port.js';
 import { useHierarchy } from './select.js';
-import { exchange, mod, nextTagBase, subPort, topology } from './util.js';
+import { exchange, mod, subPort, topology } from './util.js';
+import { nextTagBase } from './signature.js';
 
 /** Raw bytes, not a value: no msgpack encoding or decoding per signal. */
 const TOKEN = new Uint8Array(0);

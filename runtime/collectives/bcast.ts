@@ -16,7 +16,8 @@ import { allocKind, describe, typedKind, type AnyTypedArray } from './op.js';
 import { ringAllgather } from './ring.js';
 import { pieceElems, selectBcastLarge, useHierarchy } from './select.js';
 import { isRaw } from '../typed.js';
-import { checkRoot, chunkStart, cloneValue, ceilPow2, lowbit, mod, nextTagBase, Pending, subPort, topology } from './util.js';
+import { checkRoot, chunkStart, cloneValue, ceilPow2, lowbit, mod, Pending, subPort, topology } from './util.js';
+import { nextTagBase } from './signature.js';
 
 interface LargeHeader {
   k: string;

@@ -11,7 +11,8 @@
 import { CollectiveMismatchError } from '../errors.js';
 import type { CollPort } from './port.js';
 import { binomialTree } from './bcast.js';
-import { checkRoot, cloneValue, lowbit, mod, nextTagBase, recvParts, sendParts } from './util.js';
+import { checkRoot, cloneValue, lowbit, mod, recvParts, sendParts } from './util.js';
+import { nextTagBase } from './signature.js';
 
 function mismatcher(p: CollPort, what: string): (why: string) => Error {
   return (why) => new CollectiveMismatchError(`rank ${p.worldRank}: ${what}: ${why}`, { rank: p.worldRank });

@@ -15,7 +15,8 @@ import { checkOp, describe, kernel, Op, reducer, typedKind, type AnyTypedArray, 
 import { binomialTree } from './bcast.js';
 import { ringReduceScatter } from './ring.js';
 import { pieceElems, selectReduce } from './select.js';
-import { checkRoot, chunkStart, cloneValue, handled, lowbit, mod, nextTagBase } from './util.js';
+import { checkRoot, chunkStart, cloneValue, handled, lowbit, mod } from './util.js';
+import { nextTagBase } from './signature.js';
 
 /** Binomial reduce of prepared values (tags tag, tag+1). Result on the root, undefined elsewhere. */
 export async function reduceBinomial(p: CollPort, x: unknown, red: Reducer, root: number, tag: number): Promise<unknown> {

@@ -6,7 +6,8 @@
 
 import type { CollPort } from './port.js';
 import { checkOp, Op, reducer, type OpLike, type Reducer } from './op.js';
-import { cloneValue, nextTagBase } from './util.js';
+import { cloneValue } from './util.js';
+import { nextTagBase } from './signature.js';
 
 /** Inclusive scan of a prepared value (tag). */
 export async function scanImpl(p: CollPort, x: unknown, red: Reducer, tag: number): Promise<unknown> {

@@ -6,7 +6,8 @@
 import { CollectiveMismatchError } from '../errors.js';
 import type { CollPort } from './port.js';
 import { binomialTree } from './bcast.js';
-import { checkEntries, checkRoot, cloneValue, lowbit, mod, nextTagBase, Pending, recvParts, sendParts } from './util.js';
+import { checkEntries, checkRoot, cloneValue, lowbit, mod, Pending, recvParts, sendParts } from './util.js';
+import { nextTagBase } from './signature.js';
 
 /** Binomial scatter (tag). On the root `array` has been checked; the root's entry is returned as is. */
 export async function scatterImpl<T>(p: CollPort, array: readonly T[] | undefined, root: number, tag: number): Promise<T> {

@@ -7,22 +7,6 @@ import type { CollPort } from './port.js';
 import { isRaw } from '../typed.js';
 import { copyTyped, typedKind, type AnyTypedArray } from './op.js';
 
-// ------------------------------------------------------------------------------------------------
-// Tags. Every collective call takes a fresh *slot* from a per-port sequence (all ranks call the
-// collectives in the same order, so they agree on it); its messages use tags
-// slot * TAG_STRIDE + phase. So two collectives started without awaiting the first one never
-// match each other's messages. Tags stay below 2^20 (wire tags are 32-bit signed).
-
-export const TAG_STRIDE = 64;
-export const TAG_SLOTS = 1 << 14;
-const seqs = new WeakMap<CollPort, number>();
-
-/** The tag base of the next collective call on `p`. */
-export function nextTagBase(p: CollPort): number {
-  const s = seqs.get(p) ?? 0;
-  seqs.set(p, (s + 1) % TAG_SLOTS);
-  return s * TAG_STRIDE;
-}
 
 // ------------------------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 // system are thrown as `Error` objects with `code: 'ERR_IVCOM_NATIVE'`, a positive `errno` and the
 // failing `syscall` (see `NativeError`); wrong argument types/ranges throw TypeError/RangeError
 // with Node's `ERR_INVALID_ARG_TYPE` / `ERR_OUT_OF_RANGE` codes.
+import { BUILD_HINT } from './build-hint.js';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -99,7 +100,7 @@ function loadAddon(): Addon {
   const here = dirname(fileURLToPath(import.meta.url));
   const path = join(findPackageRoot(here), 'build', 'Release', 'ivcom_kmod.node');
   if (!existsSync(path)) {
-    throw new Error(`ivcom: native addon not built (${path} is missing); run \`npx node-gyp rebuild\``);
+    throw new Error(`ivcom: native addon not built (${path} is missing); ${BUILD_HINT}`);
   }
   return createRequire(import.meta.url)(path) as Addon;
 }

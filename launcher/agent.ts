@@ -28,6 +28,7 @@ import { TIED } from './tie.js';
 import { allocatorEnv } from './allocator.js';
 import { allowedCpus, bindPrefix, cpuPerRank } from './binding.js';
 import { RankDoor } from './rank-door.js';
+import { BUILD_HINT } from '../kmod/build-hint.js';
 
 /** A rank's door token: 256 bits, never guessed. */
 const TOKEN_BYTES = 32;
@@ -269,7 +270,11 @@ async function grantBroker(spec: HostSpec): Promise<GrantBroker | undefined> {
     // Without the native addon there is no shared memory to grant. That is an error only when
     // shared memory was demanded; otherwise every pair uses TCP and transportTo says so.
     if (spec.transport === 'ivcom') {
-      throw new Error(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); run 'npm run build' or use --transport tcp`);
+      throw new Error(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); ${BUILD_HINT}, or use --transport tcp`);
+    }
+    if (spec.transport === 'auto' && spec.ranks.length > 1) {
+      // Once per host and job: its ranks still run, slower, and the user should know why.
+      process.stderr.write(`ivrun: the shared-memory fast path is not built here, so ranks on one host talk over TCP; ${BUILD_HINT}\n`);
     }
     return undefined;
   }

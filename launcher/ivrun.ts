@@ -18,6 +18,7 @@ import { LOCAL_ONLY, makePlan, type PlanHost } from './plan.js';
 import { allowedCpus, cpuPerRank } from './binding.js';
 import { OutputFiles } from './output-files.js';
 import { rewriteHabits } from './habits.js';
+import { BUILD_HINT } from '../kmod/build-hint.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** How ivrun runs itself on another host: the same node and the same install path, as mpirun's prefix. */
@@ -201,7 +202,7 @@ async function main(): Promise<void> {
     try {
       await import('../kmod/index.js');
     } catch (err) {
-      usageError(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); run 'npm run build' or use --transport tcp`);
+      usageError(`--transport ivcom needs the native addon, which failed to load (${(err as Error).message}); ${BUILD_HINT}, or use --transport tcp`);
     }
   }
   const cwd = path.resolve(one(argv.wdir, '--wdir') ?? '.');

@@ -2,6 +2,7 @@
 // `node` says who is co-resident, never "can I open the segment?"); tcp otherwise. `--transport`
 // overrides, and a forced choice that cannot be honoured is an error, never a silent fallback.
 
+import { BUILD_HINT } from '../kmod/build-hint.js';
 import type { PeerInfo, TransportMode } from './bootstrap/protocol.js';
 import { TransportUnavailableError } from './errors.js';
 import type { TransportName } from './transport.js';
@@ -27,7 +28,7 @@ export function selectTransport(s: Selection, peer: number): TransportName {
   }
   if (!s.ivcom) {
     throw new TransportUnavailableError(
-      `rank ${s.rank}: --transport ivcom was forced but the shared-memory transport is not available (native addon missing?). Run 'npm run build' or use --transport tcp.`,
+      `rank ${s.rank}: --transport ivcom was forced but the shared-memory transport is not available (native addon missing?): ${BUILD_HINT}, or use --transport tcp.`,
       { rank: s.rank, peer },
     );
   }

@@ -7,12 +7,12 @@ import type { CollPort } from './collectives/port.js';
 import { announce, type Kind } from './collectives/signature.js';
 import type { ActiveCollective } from './report.js';
 import { encode } from './codec.js';
-import { ANY_SOURCE, ANY_TAG } from './constants.js';
+import { ANY_SOURCE, ANY_TAG, PROC_NULL } from './constants.js';
 import type { Engine } from './engine.js';
 import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, UnserializableError } from './errors.js';
-import { ANY } from './match.js';
+import { ANY, type Envelope } from './match.js';
 import { Receive, statusOf, Yield, type ReceiveOwner } from './receive.js';
-import { NO_OPTIONS, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
+import { NO_OPTIONS, checkDest, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
 
 export interface Status {
   source: number;
@@ -24,7 +24,18 @@ export interface Message<T = unknown> {
   data: T;
   source: number;
   tag: number;
+  /** The payload's size, as Status.byteLength. */
+  byteLength: number;
 }
+
+export interface SendOptions {
+  /** Settle only once a receive has matched the message (MPI_Ssend); to itself a rank's send settles at once. */
+  sync?: boolean;
+}
+
+/** What a receive from PROC_NULL completes with at once, per kind of receive. */
+const NULL_STATUS: Status = Object.freeze({ source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
+const NULL_MESSAGE: Message<undefined> = Object.freeze({ data: undefined, source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
 
 export class Comm {
   readonly rank: number;
@@ -62,17 +73,24 @@ export class Comm {
 
   // ---- sending -------------------------------------------------------------------------
 
-  send(data: unknown, dest: number, tag = 0): Promise<void> {
+  send(data: unknown, dest: number, tag = 0, opts?: SendOptions): Promise<void> {
+    let sync = false;
     try {
-      checkRank('dest', dest, this.size, this.rank);
+      checkDest(dest, this.size, this.rank);
       checkTag(tag, this.rank, false);
+      if (opts !== undefined) {
+        if (typeof opts !== 'object' || opts === null) throw new InvalidArgTypeError(`rank ${this.rank}: send options must be an object like { sync: true }, got ${typeof opts}`);
+        sync = opts.sync === true;
+      }
+      this.checkLive('send');
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.sendOn(this.ctx, data, dest, tag);
+    if (dest === PROC_NULL) return Promise.resolve();
+    return this.sendOn(this.ctx, data, dest, tag, sync);
   }
 
-  protected sendOn(ctx: number, data: unknown, dest: number, tag: number): Promise<void> {
+  protected sendOn(ctx: number, data: unknown, dest: number, tag: number, sync = false): Promise<void> {
     let enc;
     try {
       enc = encode(data);
@@ -81,7 +99,7 @@ export class Comm {
         e instanceof UnserializableError ? new UnserializableError(`rank ${this.rank}: send to rank ${dest} (tag ${tag}): ${e.message}`, { rank: this.rank, peer: dest }) : e,
       );
     }
-    return this.engine.send(ctx, this.world(dest), tag, enc.codec, enc.bytes);
+    return this.engine.send(ctx, this.world(dest), tag, enc.codec, enc.bytes, sync);
   }
 
   // ---- receiving -----------------------------------------------------------------------
@@ -98,6 +116,8 @@ export class Comm {
   ): Promise<T> {
     const engine = this.engine;
     if (engine.failed) return Promise.reject(engine.failed);
+    if (source === PROC_NULL) return Promise.resolve(nullResult(yields) as T);
+    if (this.freed) return Promise.reject(this.freedError('receive'));
     const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
     const matcher = engine.matcher(ctx);
@@ -160,20 +180,52 @@ export class Comm {
     return this.post(this.ctx, source, tag, o, Yield.Into, false, asBytes(buffer));
   }
 
-  async sendrecv<T = unknown>(
+  sendrecv<T = unknown>(data: unknown, dest: number, source: number = ANY_SOURCE, sendTag = 0, recvTag: number = ANY_TAG, opts?: RecvOptions): Promise<T> {
+    return this.exchange(data, dest, sendTag, this.recv<T>(source, recvTag, opts));
+  }
+
+  /** sendrecv whose result is a Message ({ data, source, tag, byteLength }). */
+  sendrecvMessage<T = unknown>(
     data: unknown,
     dest: number,
     source: number = ANY_SOURCE,
     sendTag = 0,
     recvTag: number = ANY_TAG,
     opts?: RecvOptions,
-  ): Promise<T> {
-    // Post the receive first so that two ranks exchanging with each other never wait on each
-    // other's send.
-    const r = this.recv<T>(source, recvTag, opts);
-    const s = this.send(data, dest, sendTag);
-    const [v] = await Promise.all([r, s]);
+  ): Promise<Message<T>> {
+    return this.exchange(data, dest, sendTag, this.recvMessage<T>(source, recvTag, opts));
+  }
+
+  /**
+   * Sends while `received` (posted first, so that two ranks exchanging with each other never
+   * wait on each other's send) completes; resolves with what was received.
+   */
+  private async exchange<R>(data: unknown, dest: number, sendTag: number, received: Promise<R>): Promise<R> {
+    const [v] = await Promise.all([received, this.send(data, dest, sendTag)]);
     return v;
+  }
+
+  /**
+   * Waits for a message that fits and claims it (MPI_Mprobe): no other receive can take it any
+   * more; receive it with the returned handle's recv() or recvInto().
+   */
+  async mprobe<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<MatchedMessage<T>> {
+    const o = this.checkRecv(source, tag, opts);
+    if (source === PROC_NULL) return new MatchedMessage<T>(this.owner, undefined);
+    const env = (await this.post(this.ctx, source, tag, o, Yield.Claim)) as Envelope;
+    return new MatchedMessage<T>(this.owner, env);
+  }
+
+  /** mprobe without waiting: the claimed message, or null when none fits now. */
+  improbe<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG): MatchedMessage<T> | null {
+    this.checkRecv(source, tag, undefined);
+    if (source === PROC_NULL) return new MatchedMessage<T>(this.owner, undefined);
+    this.checkLive('improbe');
+    const m = this.engine.matcher(this.ctx);
+    const pattern = source === ANY_SOURCE ? ANY : this.world(source);
+    let env = m.take(pattern, tag);
+    if (env === undefined && this.engine.progress.poll() > 0) env = m.take(pattern, tag);
+    return env === undefined ? null : new MatchedMessage<T>(this.owner, env);
   }
 
   async probe(source: number = ANY_SOURCE, tag: number = ANY_TAG, opts?: RecvOptions): Promise<Status> {
@@ -183,6 +235,8 @@ export class Comm {
 
   iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | null {
     this.checkRecv(source, tag, undefined);
+    if (source === PROC_NULL) return { ...NULL_STATUS };
+    this.checkLive('iprobe');
     const m = this.engine.matcher(this.ctx);
     let env = m.peek(source === ANY_SOURCE ? ANY : this.world(source), tag);
     if (env === undefined && this.engine.progress.poll() > 0) {
@@ -228,6 +282,7 @@ export class Comm {
    * and lists it in the rank's report (report.ts).
    */
   private collective<T>(kind: Kind, root: number | undefined, run: () => Promise<T>): Promise<T> {
+    if (this.freed) return Promise.reject(this.freedError(kind));
     const port = this.port;
     const sig = { kind, root: root ?? 0, base: -1 };
     announce(port, sig);
@@ -341,6 +396,81 @@ export class Comm {
     return new Comm(this.engine, base, this.group);
   }
 
+  /**
+   * The ranks of this communicator that share a host ('shared', MPI_COMM_TYPE_SHARED: they talk
+   * through shared memory) or a VM ('vm': one domain of ivrun's --vms). Collective.
+   */
+  splitType(type: 'shared' | 'vm', key: number = this.rank): Promise<Comm> {
+    if (type !== 'shared' && type !== 'vm') {
+      return Promise.reject(new OutOfRangeError(`rank ${this.rank}: splitType takes 'shared' (the ranks of this host) or 'vm' (of this VM), got ${String(type)}`));
+    }
+    const me = this.engine.peers[this.engine.rank];
+    const color = me === undefined ? 0 : type === 'shared' ? me.node : me.domain;
+    return this.split(color, key) as Promise<Comm>;
+  }
+
+  private freed = false;
+
+  /**
+   * Releases the communicator (MPI_Comm_free): what it holds goes, and every later operation on
+   * it rejects with ERR_IVCOM_STATE. Local; the world communicator cannot be freed.
+   */
+  free(): void {
+    if (this.ctx === 0) throw new StateError(`rank ${this.rank}: the world communicator cannot be freed`, { rank: this.engine.rank });
+    if (this.freed) return;
+    this.freed = true;
+    this.engine.releaseContext(this.ctx);
+    this.engine.releaseContext(this.ctx + 1);
+  }
+
+  private freedError(op: string): StateError {
+    return new StateError(`rank ${this.rank}: ${op} on a communicator that was freed (comm.free()); use one that is still alive`, { rank: this.engine.rank });
+  }
+
+  /** Throws ERR_IVCOM_STATE when the communicator was freed. */
+  private checkLive(op: string): void {
+    if (this.freed) throw this.freedError(op);
+  }
+
+  /**
+   * Reduces a typed array of size * k elements and gives each rank its k-element block of the
+   * result (MPI_Reduce_scatter_block). Collective.
+   */
+  reduceScatterBlock<T extends ArrayBufferView>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T> {
+    const n = (data as unknown as { length?: number }).length;
+    if (!ArrayBuffer.isView(data) || data instanceof DataView || typeof n !== 'number') {
+      return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: reduceScatterBlock takes a typed array of size * k elements`));
+    }
+    if (n % this.size !== 0) {
+      return Promise.reject(new OutOfRangeError(`rank ${this.rank}: reduceScatterBlock needs a length that ${this.size} ranks divide, got ${n}`));
+    }
+    return this.reduceScatter(data, new Array<number>(this.size).fill(n / this.size), op);
+  }
+
+  /**
+   * Reduces a typed array and gives rank i the counts[i] elements that follow those of the
+   * ranks before it (MPI_Reduce_scatter). Collective; every rank passes the same counts.
+   */
+  reduceScatter<T extends ArrayBufferView>(data: T, counts: readonly number[], op: coll.OpLike = coll.Op.SUM): Promise<T> {
+    const n = (data as unknown as { length?: number }).length;
+    if (!ArrayBuffer.isView(data) || data instanceof DataView || typeof n !== 'number') {
+      return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: reduceScatter takes a typed array`));
+    }
+    if (!Array.isArray(counts) || counts.length !== this.size || counts.some((c) => !Number.isInteger(c) || c < 0)) {
+      return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: reduceScatter counts must be ${this.size} non-negative integers, one per rank`));
+    }
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (total !== n) {
+      return Promise.reject(new OutOfRangeError(`rank ${this.rank}: reduceScatter counts add up to ${total}, but the array holds ${n} elements`));
+    }
+    const from = counts.slice(0, this.rank).reduce((a, b) => a + b, 0);
+    // The whole reduction, then this rank's block: simple and exactly MPI's result; the ring's
+    // reduce-scatter phase would move less for large arrays.
+    return this.collective('reduce_scatter', undefined, () => coll.allreduce(this.port, data, op)).then(
+      (r) => (r as unknown as { slice(a: number, b: number): T }).slice(from, from + counts[this.rank]!),
+    );
+  }
+
   // ---- the rest -------------------------------------------------------------------------
 
   /** Which transport carries messages to `peer`: 'self', 'ivcom' or 'tcp'. */
@@ -356,6 +486,69 @@ export class Comm {
 }
 
 let postSeq = 0;
+
+/** What a receive from PROC_NULL resolves with. */
+function nullResult(yields: Yield): unknown {
+  switch (yields) {
+    case Yield.Message:
+      return { ...NULL_MESSAGE };
+    case Yield.Into:
+    case Yield.Status:
+      return { ...NULL_STATUS };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A message claimed by mprobe/improbe: no other receive can take it. Receive it once, with
+ * recv() or recvInto(); from PROC_NULL it is empty (recv gives undefined).
+ */
+export class MatchedMessage<T = unknown> {
+  readonly source: number;
+  readonly tag: number;
+  readonly byteLength: number;
+  private taken = false;
+
+  constructor(
+    private readonly owner: ReceiveOwner,
+    private readonly env: Envelope | undefined,
+  ) {
+    const st = env === undefined ? NULL_STATUS : statusOf(owner, env);
+    this.source = st.source;
+    this.tag = st.tag;
+    this.byteLength = st.byteLength;
+  }
+
+  recv(): Promise<T> {
+    return this.take(Yield.Value, undefined) as Promise<T>;
+  }
+
+  recvInto(buffer: ArrayBufferView): Promise<Status> {
+    if (!ArrayBuffer.isView(buffer)) {
+      return Promise.reject(new InvalidArgTypeError(`rank ${this.owner.rank}: recvInto needs a typed array, Buffer or DataView to fill`));
+    }
+    return this.take(Yield.Into, asBytes(buffer)) as Promise<Status>;
+  }
+
+  private take(yields: Yield, into: Uint8Array | undefined): Promise<unknown> {
+    if (this.taken) {
+      return Promise.reject(new StateError(`rank ${this.owner.rank}: this matched message was already received; mprobe again for the next one`, { rank: this.owner.engine.rank }));
+    }
+    this.taken = true;
+    const env = this.env;
+    if (env === undefined) return Promise.resolve(nullResult(yields));
+    // A receive that the claimed message completes at once (or, for a large one, once its
+    // bytes are pulled into place, as for any receive).
+    const engine = this.owner.engine;
+    const req = new Receive(this.owner, yields, env.source, env.tag, into, undefined);
+    engine.progress.hold();
+    req.done = true;
+    req.complete(env);
+    engine.progress.kick();
+    return req.promise;
+  }
+}
 
 /** The bytes of a view; a plain Uint8Array is its own (no `.buffer` read, no new view). */
 function asBytes(v: ArrayBufferView): Uint8Array {

@@ -106,8 +106,11 @@ export class Engine {
     return { ctx: 0, source: this.rank, tag: 0, codec: 0, parts: [NO_BYTES], byteLength: 0 };
   }
 
-  /** Posts a message; resolves when the caller may reuse `bytes`. */
-  send(ctx: number, dest: number, tag: number, codec: number, bytes: Uint8Array): Promise<void> {
+  /**
+   * Posts a message; resolves when the caller may reuse `bytes` or, with `sync`, once a receive
+   * has matched it (it goes as a large message does: announced, taken by the matched receive).
+   */
+  send(ctx: number, dest: number, tag: number, codec: number, bytes: Uint8Array, sync = false): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.finalized) return Promise.reject(new StateError(`rank ${this.rank}: send after finalize()`, { rank: this.rank }));
     const ep = this.route(dest);
@@ -118,7 +121,7 @@ export class Engine {
     }
     // One message object serves every send that completes at once; a transport that keeps it
     // (queued behind backpressure, streaming) returns a promise, and then it is its to keep.
-    if (bytes.byteLength > ep.caps.eagerLimit) return this.track(this.rendezvous.send(ep, dest, ctx, tag, codec, bytes));
+    if (sync || bytes.byteLength > ep.caps.eagerLimit) return this.track(this.rendezvous.send(ep, dest, ctx, tag, codec, bytes));
     const msg = this.out;
     msg.ctx = ctx;
     msg.tag = tag;
@@ -284,6 +287,12 @@ export class Engine {
     }
     this.peerGone(peer);
   };
+
+  /** A freed communicator's context: its matching state goes (what it still held is dropped). */
+  releaseContext(ctx: number): void {
+    this.matchers.get(ctx)?.drainPosted();
+    this.matchers.delete(ctx);
+  }
 
   /** Collective calls in progress (Comm registers them): checked against arrivals, and reported. */
   readonly collectives = new Set<ActiveCollective>();

@@ -10,7 +10,7 @@ import type { PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { Transport, Upcalls } from '../transport/transport.js';
 import type { StartInfo } from './bootstrap.js';
 
-export { ANY_SOURCE, ANY_TAG, TAG_UB } from './constants.js';
+export { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB } from './constants.js';
 export { Comm } from './comm.js';
 export { Op } from './collectives/op.js';
 export type { OpLike } from './collectives/op.js';

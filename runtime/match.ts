@@ -214,6 +214,12 @@ export class Matcher {
     return hit?.q.peek();
   }
 
+  /** Takes the message a receive posted now would take, or undefined (improbe). */
+  take(source: number, tag: number): Envelope | undefined {
+    const hit = this.unexpected.oldest(source, tag);
+    return hit === undefined ? undefined : this.unexpected.shiftFrom(hit.q, hit.source, hit.tag);
+  }
+
   /** Waits for a message that fits without consuming it. */
   probe(req: Request): void {
     const env = this.peek(req.source, req.tag);

@@ -23,6 +23,8 @@ export const enum Yield {
   Status,
   /** A collective piece: copied into `into` when it fits; { byteLength, codec }. */
   Piece,
+  /** The message itself, taken out of matching and not yet received (mprobe). */
+  Claim,
 }
 
 /** The communicator a receive belongs to, as far as the result needs it. */
@@ -79,7 +81,7 @@ export class Receive implements Request {
   }
 
   complete(env: Envelope): void {
-    if (env.codec === Codec.Rts && this.yields !== Yield.Status) {
+    if (env.codec === Codec.Rts && this.yields !== Yield.Status && this.yields !== Yield.Claim) {
       // Matched a large message's announcement: its bytes come next, straight into place.
       this.owner.engine.rendezvous.pull(this, env);
       return;
@@ -115,9 +117,11 @@ export class Receive implements Request {
         return decode(env.codec, env.payload, env.source);
       case Yield.Message:
         owner.engine.staging.forget(env.payload);
-        return { data: decode(env.codec, env.payload, env.source), source: owner.local(env.source), tag: env.tag };
+        return { data: decode(env.codec, env.payload, env.source), source: owner.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
       case Yield.Status:
         return statusOf(owner, env);
+      case Yield.Claim:
+        return env;
       case Yield.Into: {
         const view = this.into!;
         const n = env.payload.byteLength;

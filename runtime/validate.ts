@@ -1,7 +1,7 @@
 // Argument checks that throw at once, with Node's codes, naming the rank and what to pass.
 
 import { InvalidArgTypeError, OutOfRangeError } from './errors.js';
-import { ANY_SOURCE, ANY_TAG, TAG_UB } from './constants.js';
+import { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB } from './constants.js';
 
 function intCheck(what: string, v: unknown, rank: number): number {
   if (typeof v !== 'number') {
@@ -20,8 +20,14 @@ export function checkRank(what: string, v: unknown, size: number, rank: number):
 }
 
 export function checkSource(v: unknown, size: number, rank: number): number {
-  if (v === ANY_SOURCE) return v;
+  if (v === ANY_SOURCE || v === PROC_NULL) return v;
   return checkRank('source', v, size, rank);
+}
+
+/** A destination: a rank of the communicator, or PROC_NULL. */
+export function checkDest(v: unknown, size: number, rank: number): number {
+  if (v === PROC_NULL) return v;
+  return checkRank('dest', v, size, rank);
 }
 
 export function checkTag(v: unknown, rank: number, allowAny: boolean): number {

@@ -19,7 +19,31 @@
 
 import { CollectiveMismatchError, InvalidArgTypeError, UnsupportedError } from '../errors.js';
 
-export const Op = Object.freeze({
+/** A [value, index] pair, as MINLOC and MAXLOC take them. */
+export type Loc = readonly [number | bigint | string, number];
+
+function checkLoc(p: unknown, op: string): Loc {
+  if (!Array.isArray(p) || p.length !== 2 || typeof p[1] !== 'number') {
+    throw new InvalidArgTypeError(`${op} reduces [value, index] pairs, got ${Array.isArray(p) ? `an array of ${p.length}` : typeof p}`);
+  }
+  return p as unknown as Loc;
+}
+
+/** MPI_MINLOC: the least value and its index; on a tie, the lowest index. */
+function minloc(a: Loc, b: Loc): Loc {
+  checkLoc(a, 'MINLOC');
+  checkLoc(b, 'MINLOC');
+  return b[0] < a[0] || (b[0] === a[0] && b[1] < a[1]) ? b : a;
+}
+
+/** MPI_MAXLOC: the greatest value and its index; on a tie, the lowest index. */
+function maxloc(a: Loc, b: Loc): Loc {
+  checkLoc(a, 'MAXLOC');
+  checkLoc(b, 'MAXLOC');
+  return b[0] > a[0] || (b[0] === a[0] && b[1] < a[1]) ? b : a;
+}
+
+const NAMED = {
   SUM: 'SUM',
   PROD: 'PROD',
   MIN: 'MIN',
@@ -29,15 +53,17 @@ export const Op = Object.freeze({
   BAND: 'BAND',
   BOR: 'BOR',
   BXOR: 'BXOR',
-} as const);
+} as const;
+
+export const Op = Object.freeze({ ...NAMED, MINLOC: minloc, MAXLOC: maxloc });
 export type Op = typeof Op;
-/** A built-in operator name. */
-export type BuiltinOp = Op[keyof Op];
+/** A built-in operator name (MINLOC and MAXLOC are functions: reduced like any function, in rank order). */
+export type BuiltinOp = (typeof NAMED)[keyof typeof NAMED];
 /** What every reducing collective accepts as `op`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type OpLike = Op[keyof Op] | ((a: any, b: any) => any);
+export type OpLike = BuiltinOp | ((a: any, b: any) => any);
 
-const BUILTINS: ReadonlySet<string> = new Set(Object.values(Op));
+const BUILTINS: ReadonlySet<string> = new Set(Object.values(NAMED));
 
 import { CTOR_OF_KIND, typedKind, type AnyTypedArray, type Kind } from '../typed.js';
 

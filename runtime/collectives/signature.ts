@@ -37,6 +37,7 @@ export const KINDS = [
   'exscan',
   'split',
   'dup',
+  'reduce_scatter',
 ] as const;
 export type Kind = (typeof KINDS)[number];
 

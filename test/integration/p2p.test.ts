@@ -32,6 +32,7 @@ describe.each(TRANSPORTS)('point to point over %s', (transport) => {
   it('rejects a large send to a rank that finalizes without receiving it, naming that rank', () => scenario('unmatched', 2, transport));
   it('rejects an aborted receive, which then matches nothing', () => scenario('abortrecv', 2, transport));
   it('probes without consuming', () => scenario('probe', 2, transport));
+  it('PROC_NULL, byteLength, sync send, sendrecvMessage, mprobe/improbe, splitType, free, reduceScatter, MINLOC/MAXLOC', () => scenario('additions', 2, transport));
   it('rejects a receive that only a finished rank could satisfy (ERR_IVCOM_PEER_LOST), before or after it finished', () => scenario('finishedpeer', 2, transport));
   it('refuses at the send what structured clone refuses (ERR_IVCOM_UNSERIALIZABLE), delivering none of it', () => scenario('unserializable', 2, transport));
   it('wakes a sleeping receive after iprobe looked around meanwhile', () => scenario('probewake', 2, transport));

@@ -222,10 +222,15 @@ describe.each(SIZES)('built-in ops on %i ranks', (size) => {
 });
 
 describe('Op', () => {
-  it('is a frozen set of string constants', () => {
+  it('is frozen: string constants, and MINLOC/MAXLOC as functions on [value, index] pairs', () => {
     expect(Object.isFrozen(Op)).toBe(true);
-    expect(Object.keys(Op).sort()).toEqual([...OPS].sort());
+    expect(Object.keys(Op).sort()).toEqual([...OPS, 'MINLOC', 'MAXLOC'].sort());
     for (const k of OPS) expect(Op[k]).toBe(k);
+    expect(Op.MINLOC([3, 2], [3, 1])).toEqual([3, 1]);
+    expect(Op.MINLOC([2, 5], [3, 1])).toEqual([2, 5]);
+    expect(Op.MAXLOC([3, 2], [4, 9])).toEqual([4, 9]);
+    expect(Op.MAXLOC([4, 2], [4, 1])).toEqual([4, 1]);
+    expect(() => Op.MINLOC(3 as never, [1, 1])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
   });
 
   it('Buffers reduce element-wise and stay Buffers', async () => {

@@ -118,6 +118,10 @@ export class Comm {
     if (engine.failed) return Promise.reject(engine.failed);
     if (source === PROC_NULL) return Promise.resolve(nullResult(yields) as T);
     if (this.freed) return Promise.reject(this.freedError('receive'));
+    if ((ctx & 1) === 1 && engine.brokenCalls.size > 0) {
+      const broken = engine.brokenCall(ctx, tag);
+      if (broken !== undefined) return Promise.reject(broken);
+    }
     const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(new AbortError(undefined, { cause: signal.reason }));
     const matcher = engine.matcher(ctx);
@@ -265,6 +269,7 @@ export class Comm {
         rank: this.rank,
         size: this.size,
         worldRank: this.engine.rank,
+        signature: undefined,
         send: (data, dest, tag) => this.sendOn(cctx, data, dest, tag),
         recv: (source, tag) => this.recvOn(cctx, source, tag),
         hostOf: (r) => peers[this.world(r)]!.node,
@@ -295,22 +300,15 @@ export class Comm {
       announce(port, undefined);
     }
     if (sig.base < 0) return p; // refused before it began (bad arguments): nothing to watch
+    // A mismatch rejects the call through its receives (engine.mismatch): the ones posted, and
+    // any it posts afterwards.
     const engine = this.engine;
-    return new Promise<T>((resolve, reject) => {
-      const active: ActiveCollective = { ctx: this.ctx, kind, seq: ++this.collSeq, root, base: sig.base, fail: reject };
-      engine.collectives.add(active);
-      engine.checkCallStart(active);
-      p.then(
-        (v) => {
-          engine.collectives.delete(active);
-          resolve(v);
-        },
-        (e: unknown) => {
-          engine.collectives.delete(active);
-          reject(e);
-        },
-      );
-    });
+    const active: ActiveCollective = { ctx: this.ctx, kind, seq: ++this.collSeq, root, base: sig.base };
+    engine.collectives.add(active);
+    engine.checkCallStart(active);
+    const done = () => engine.callReturned(active);
+    p.then(done, done);
+    return p;
   }
 
   barrier(): Promise<void> {

@@ -15,8 +15,6 @@ export interface ActiveCollective {
   root?: number;
   /** Its tag base (signature.ts): what its messages carry. */
   base: number;
-  /** Rejects the call (a mismatch was seen). */
-  fail(err: Error): void;
 }
 
 export interface WaitState {

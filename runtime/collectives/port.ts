@@ -2,7 +2,18 @@
 // expose collectives without an import loop. Comm hands each collective a port bound to the
 // communicator's collective context: its traffic never matches user point-to-point messages.
 
+/** What the next collective call on a port is (signature.ts puts it in the call's tags). */
+export interface Signature {
+  kind: import('./signature.js').Kind;
+  /** The root of a rooted collective; 0 for the others. */
+  root: number;
+  /** Set by the call's nextTagBase: its tag base (-1 until then). */
+  base: number;
+}
+
 export interface CollPort {
+  /** Set by the communicator just before a call; read once by that call's nextTagBase. */
+  signature?: Signature;
   /** Rank in the communicator, 0 .. size-1. */
   readonly rank: number;
   readonly size: number;

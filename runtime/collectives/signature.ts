@@ -8,7 +8,8 @@
 //
 //   tag (31 bits) = root mod 512 (9) | kind (4) | slot (12) | phase (6)
 
-import type { CollPort } from './port.js';
+import type { CollPort, Signature } from './port.js';
+export type { Signature } from './port.js';
 
 /** Messages of one call use tags base + phase, phase < TAG_STRIDE. */
 export const TAG_STRIDE = 64;
@@ -41,31 +42,21 @@ export const KINDS = [
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
-/** What the next call on a port is, set by the communicator just before it starts the call. */
-export interface Signature {
-  kind: Kind;
-  /** The root of a rooted collective; 0 for the others. */
-  root: number;
-  /** Set by the call's nextTagBase: its tag base (-1 until then). */
-  base: number;
-}
-
 const seqs = new WeakMap<CollPort, number>();
-const signatures = new WeakMap<CollPort, Signature>();
+const KIND_IDS = new Map<Kind, number>(KINDS.map((k, i) => [k, i]));
 
 /** The next call on `p` is this one (read once, by its nextTagBase); undefined withdraws it. */
 export function announce(p: CollPort, sig: Signature | undefined): void {
-  if (sig === undefined) signatures.delete(p);
-  else signatures.set(p, sig);
+  p.signature = sig;
 }
 
 /** The tag base of the next collective call on `p`: its slot, kind and root. */
 export function nextTagBase(p: CollPort): number {
   const s = seqs.get(p) ?? 0;
   seqs.set(p, (s + 1) % TAG_SLOTS);
-  const sig = signatures.get(p);
-  signatures.delete(p);
-  const kind = sig === undefined ? 0 : KINDS.indexOf(sig.kind);
+  const sig = p.signature;
+  p.signature = undefined;
+  const kind = sig === undefined ? 0 : KIND_IDS.get(sig.kind)!;
   const root = sig === undefined ? 0 : sig.root & ROOT_MASK;
   const base = (root << ROOT_SHIFT) | (kind << KIND_SHIFT) | (s << SLOT_SHIFT);
   if (sig !== undefined) sig.base = base;

@@ -9,7 +9,7 @@ describe("a rank's report of what it waits for", () => {
   it('names collectives, receives, probes, large and queued sends, and what arrived unasked', () => {
     const lines = describeWaits({
       rank: 3,
-      collectives: [{ ctx: 0, kind: 'bcast', seq: 7, root: 2, base: 0, fail: () => {} }],
+      collectives: [{ ctx: 0, kind: 'bcast', seq: 7, root: 2, base: 0 }],
       contexts: [
         [0, { posted: [req(1, 5), req(ANY, ANY)], probes: [req(2, 9)], unexpected: [env(1, 6), env(1, 6), env(4, 5)] }],
         [1, { posted: [req(2, 128)], probes: [], unexpected: [] }],

@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Result } from './collectives.js';
 import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { publish, type Figure } from './results.js';
 
 const here = BENCH_DIR;
 const ivrun = IVRUN;
@@ -87,3 +88,12 @@ for (const n of rankCounts) {
   }
 }
 if (ratio) console.log(`\n# ratio = ${tb} / ${ta} time per operation (> 1: ${ta} is faster)`);
+
+const figures: Figure[] = [];
+for (const [n, byKey] of samples) {
+  for (const [key, byT] of byKey) {
+    const [op, bytes] = key.split(' ') as [string, string];
+    for (const [t, xs] of byT) figures.push({ series: t, op, ranks: n, bytes: Number(bytes), unit: 'us', rounds: xs, median: median(xs) });
+  }
+}
+await publish('collectives', rounds, figures);

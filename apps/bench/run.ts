@@ -10,6 +10,23 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { publish, type Figure } from './results.js';
+
+const HELP = `npm run bench -- [--suite p2p|collectives|peers|idle|syscalls|domains|shared-cores] [options]
+
+  --rounds N        interleaved rounds (medians are reported); default 5 (p2p), 3 (collectives, peers)
+  --quick           shorter measurements
+  --transports A,B  the ivcom transports to run (default ivcom,tcp)
+  --json FILE       p2p, collectives: write every figure with its rounds, the machine and versions
+  --svg DIR         p2p, collectives: draw charts (SVG) of the results into DIR
+  --peers           the same as --suite peers: Open MPI (C) and mpi4py beside ivcom
+  -h, --help        this text; docs/benchmarks.md says what each suite measures
+`;
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+
 
 const here = BENCH_DIR;
 const ivrun = IVRUN;
@@ -78,6 +95,12 @@ if (suite === 'p2p') {
     console.log(cells.map((c) => c.padStart(15)).join(''));
   }
   if (ratio) console.log(`# lat ratio = ${ts[1]} / ${ts[0]} one-way latency; bw ratio = ${ts[0]} / ${ts[1]} bandwidth`);
+  const figures: Figure[] = [];
+  for (const t of ts) {
+    for (const [s, xs] of lat.get(t)!) figures.push({ series: t, op: 'latency', ranks: 2, bytes: s, unit: 'us', rounds: xs, median: median(xs) });
+    for (const [s, xs] of bw.get(t) ?? []) if (s > 0) figures.push({ series: t, op: 'bandwidth', ranks: 2, bytes: s, unit: 'MB/s', rounds: xs, median: median(xs) });
+  }
+  await publish('p2p', rounds, figures);
 } else if (suite === 'collectives') {
   const script = path.join(here, 'collectives.js');
   if (!existsSync(script)) {

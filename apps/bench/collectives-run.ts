@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { Result } from './collectives.js';
 import { BENCH_DIR, IVRUN, median, option } from './common.js';
 import { publish, type Figure } from './results.js';
+import { osuBlock } from './osu.js';
 
 const here = BENCH_DIR;
 const ivrun = IVRUN;
@@ -88,6 +89,20 @@ for (const n of rankCounts) {
   }
 }
 if (ratio) console.log(`\n# ratio = ${tb} / ${ta} time per operation (> 1: ${ta} is faster)`);
+
+if (args.includes('--osu')) {
+  for (const [n, byKey] of samples) {
+    for (const t of transports) {
+      const byOp = new Map<string, Array<[number, number]>>();
+      for (const [key, byT] of byKey) {
+        const [op, bytes] = key.split(' ') as [string, string];
+        const xs = byT.get(t);
+        if (xs !== undefined) (byOp.get(op) ?? byOp.set(op, []).get(op)!).push([Number(bytes), median(xs)]);
+      }
+      for (const [op, rows] of byOp) console.log([...osuBlock(op, `ivcom, transport ${t}, ${n} ranks, medians of ${rounds} rounds`, rows), ''].join('\n'));
+    }
+  }
+}
 
 const figures: Figure[] = [];
 for (const [n, byKey] of samples) {

@@ -11,12 +11,14 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { BENCH_DIR, IVRUN, median, option } from './common.js';
 import { publish, type Figure } from './results.js';
+import { osuBlock } from './osu.js';
 
 const HELP = `npm run bench -- [--suite p2p|collectives|peers|idle|syscalls|domains|shared-cores] [options]
 
   --rounds N        interleaved rounds (medians are reported); default 5 (p2p), 3 (collectives, peers)
   --quick           shorter measurements
   --transports A,B  the ivcom transports to run (default ivcom,tcp)
+  --osu             p2p, collectives: print in the OSU micro-benchmarks' format (osu_latency, osu_bw, osu_allreduce, ...)
   --json FILE       p2p, collectives: write every figure with its rounds, the machine and versions
   --svg DIR         p2p, collectives: draw charts (SVG) of the results into DIR
   --peers           the same as --suite peers: Open MPI (C) and mpi4py beside ivcom
@@ -74,6 +76,13 @@ if (suite === 'p2p') {
     }
   }
   const ts = transports.filter((t) => lat.has(t));
+  if (args.includes('--osu')) {
+    for (const t of ts) {
+      const note = `ivcom, transport ${t}, 2 ranks, medians of ${rounds} rounds`;
+      console.log([...osuBlock('latency', note, [...lat.get(t)!].map(([s, xs]) => [s, median(xs)])), ''].join('\n'));
+      console.log([...osuBlock('bandwidth', note, [...(bw.get(t) ?? [])].filter(([s]) => s > 0).map(([s, xs]) => [s, median(xs)])), ''].join('\n'));
+    }
+  } else {
   console.log(`# ivcom point-to-point, 2 ranks, ${rounds} interleaved rounds, medians; transports: ${ts.join(' vs ')}`);
   const sizes = [...(lat.get(ts[0]!)?.keys() ?? [])];
   const ratio = ts.length === 2;
@@ -95,6 +104,7 @@ if (suite === 'p2p') {
     console.log(cells.map((c) => c.padStart(15)).join(''));
   }
   if (ratio) console.log(`# lat ratio = ${ts[1]} / ${ts[0]} one-way latency; bw ratio = ${ts[0]} / ${ts[1]} bandwidth`);
+  }
   const figures: Figure[] = [];
   for (const t of ts) {
     for (const [s, xs] of lat.get(t)!) figures.push({ series: t, op: 'latency', ranks: 2, bytes: s, unit: 'us', rounds: xs, median: median(xs) });

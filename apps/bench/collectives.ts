@@ -17,6 +17,9 @@
 // Prints a table, or one JSON line with --json.
 
 import { finalize, init, Op, type Comm } from '../../runtime/index.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {

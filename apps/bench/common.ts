@@ -1,5 +1,6 @@
 // What every bench runner shares: where ivrun is, its options, and the median it reports.
 
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,4 +20,20 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * `--help` (or -h) on a bench script: prints the comment block at the top of its file (each
+ * script's usage lives there) and exits. Call it first: before init(), before any work.
+ */
+export function helpIfAsked(moduleUrl: string): void {
+  if (!process.argv.includes('--help') && !process.argv.includes('-h')) return;
+  const lines = readFileSync(fileURLToPath(moduleUrl), 'utf8').split('\n');
+  const head: string[] = [];
+  for (const l of lines) {
+    if (!l.startsWith('//')) break;
+    head.push(l.replace(/^\/\/ ?/, ''));
+  }
+  process.stdout.write(head.join('\n') + '\n');
+  process.exit(0);
 }

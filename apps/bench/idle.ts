@@ -4,6 +4,9 @@
 // Repeated a few times; prints one JSON line with --json.
 
 import { finalize, init } from '../../runtime/index.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 const args = process.argv.slice(2);
 const waitArg = args.find((a) => a.startsWith('--wait='));

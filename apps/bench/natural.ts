@@ -28,6 +28,9 @@
 // with --json.
 
 import { finalize, init, Op } from '../../runtime/index.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');

@@ -6,6 +6,7 @@
 //   --transports ivcom,tcp the ivcom transports to run
 //   --no-openmpi, --no-mpi4py   leave a peer out
 //   --samples              also print every round's value
+//   --json FILE, --svg DIR the figures as data (every round), and charts of them
 // Programs (each prints one JSON line; all three measure exactly alike, see natural.ts):
 //   ivcom        natural.js under ivrun, once per transport
 //   Open MPI C   peers/osu.c, compiled now with `mpicc -O2` into a temporary directory (never in
@@ -23,6 +24,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { publish, type Figure } from './results.js';
 
 const here = BENCH_DIR;
 const ivrun = IVRUN;
@@ -324,3 +326,13 @@ for (const t of tables) {
   }
 }
 console.log(`\n# "vs X" = how many times faster ${ivcomCol} is than X (> 1: ${ivcomCol} faster; 0.10x: it takes 10x X's time)`);
+
+// --json FILE, --svg DIR: the same figures as data (every round kept) and charts.
+const figures: Figure[] = [];
+for (const [key, byCol] of samples) {
+  const [n, pattern, bytes] = key.split(' ') as [string, string, string];
+  for (const [column, xs] of byCol) {
+    figures.push({ series: column, op: pattern, ranks: Number(n), bytes: Number(bytes), unit: units.get(key) ?? 'us', rounds: xs, median: median(xs) });
+  }
+}
+await publish('peers', rounds, figures);

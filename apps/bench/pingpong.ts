@@ -6,6 +6,9 @@
 // JSON line with --json.
 
 import { finalize, init } from '../../runtime/index.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');

@@ -23,6 +23,9 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { IvcomChannel } from '../../transport/ivcom/channel.js';
 import { segmentBytes } from '../../transport/ivcom/layout.js';
 import type { IncomingMessage, OutgoingMessage } from '../../transport/transport.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 interface Job {
   kind: 'pong' | 'sink';

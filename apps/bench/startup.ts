@@ -2,6 +2,9 @@
 // since the epoch), so that the caller can tell start-up from the whole run.
 
 import { finalize, init } from '../../runtime/index.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 const comm = await init();
 await comm.barrier();

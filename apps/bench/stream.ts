@@ -3,6 +3,9 @@
 // the difference divided by N is the syscalls per message.
 
 import { finalize, init } from '../../runtime/index.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 const N = Number(process.argv[2] ?? 100000);
 const SIZE = Number(process.argv[3] ?? 8);

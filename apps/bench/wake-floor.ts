@@ -7,6 +7,9 @@
 
 import { spawn } from 'node:child_process';
 import * as kmod from '../../kmod/index.js';
+import { helpIfAsked } from './common.js';
+
+helpIfAsked(import.meta.url);
 
 const args = process.argv.slice(2);
 const WAIT_MS = Number(args.find((a) => a.startsWith('--wait='))?.slice(7) ?? 100);

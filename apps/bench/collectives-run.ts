@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import type { Result } from './collectives.js';
-import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { BENCH_DIR, IVRUN, median, option, progressBar } from './common.js';
 import { publish, type Figure } from './results.js';
 import { osuBlock } from './osu.js';
 
@@ -44,9 +44,11 @@ const samples = new Map<number, Map<string, Map<string, number[]>>>();
 const seenTransport = new Map<string, string>(); // requested -> what transportTo reported
 const dead = new Set<string>();
 const t0 = Date.now();
+const bar = progressBar('collectives', rounds * rankCounts.length * transports.length);
 for (let round = 0; round < rounds; round++) {
   for (const n of rankCounts) {
     for (const t of transports) {
+      bar.step(`round ${round + 1}/${rounds}: ${n} ranks over ${t}`);
       if (dead.has(`${n}/${t}`)) continue;
       const res = runOnce(n, t);
       if (res === undefined) {
@@ -64,6 +66,7 @@ for (let round = 0; round < rounds; round++) {
   }
 }
 
+bar.stop();
 const [ta, tb] = transports;
 const ratio = transports.length === 2;
 console.log(

@@ -1,5 +1,6 @@
 // What every bench runner shares: where ivrun is, its options, and the median it reports.
 
+import { SingleBar } from 'cli-progress';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,4 +37,19 @@ export function helpIfAsked(moduleUrl: string): void {
   }
   process.stdout.write(head.join('\n') + '\n');
   process.exit(0);
+}
+
+/**
+ * A progress bar on stderr for a suite's `total` runs (cli-progress), saying what runs now;
+ * silent when stderr is not a terminal (CI logs, pipes), where it would only add noise.
+ */
+export function progressBar(suite: string, total: number): { step(what: string): void; stop(): void } {
+  if (!process.stderr.isTTY) return { step: () => {}, stop: () => {} };
+  const bar = new SingleBar({ format: `bench ${suite} [{bar}] {value}/{total} {what}`, stream: process.stderr, hideCursor: true, clearOnComplete: true });
+  bar.start(total, 0, { what: '' });
+  let done = -1;
+  return {
+    step: (what) => bar.update(++done, { what }),
+    stop: () => bar.stop(),
+  };
 }

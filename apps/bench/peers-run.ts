@@ -23,7 +23,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { BENCH_DIR, IVRUN, median, option, progressBar } from './common.js';
 import { publish, type Figure } from './results.js';
 
 const here = BENCH_DIR;
@@ -243,11 +243,13 @@ const samples = new Map<string, Map<string, number[]>>();
 const units = new Map<string, 'us' | 'MB/s'>();
 const dead = new Set<string>();
 const t0 = Date.now();
+const bar = progressBar('peers', rounds * RANKS.length * programs.length);
 for (let round = 0; round < rounds; round++) {
   for (const n of RANKS) {
     const points = n === 2 ? P2P : WIDE;
     for (let k = 0; k < programs.length; k++) {
       const prog = programs[(k + round) % programs.length]!;
+      bar.step(`round ${round + 1}/${rounds}: ${prog.column}, ${n} ranks`);
       if (dead.has(`${n}/${prog.column}`)) continue;
       const res = prog.run(n, points);
       if (res === undefined) {
@@ -262,8 +264,8 @@ for (let round = 0; round < rounds; round++) {
       }
     }
   }
-  process.stderr.write(`bench: peers round ${round + 1}/${rounds} done, ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
 }
+bar.stop();
 const wall = (Date.now() - t0) / 1000;
 const busyAfter = busyShare();
 

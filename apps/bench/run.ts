@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { BENCH_DIR, IVRUN, median, option, progressBar } from './common.js';
 import { publish, type Figure } from './results.js';
 import { osuBlock } from './osu.js';
 
@@ -57,8 +57,10 @@ if (suite === 'p2p') {
   const lat = new Map<string, Map<number, number[]>>();
   const bw = new Map<string, Map<number, number[]>>();
   const live = new Set(transports);
+  const bar = progressBar('p2p', rounds * transports.length);
   for (let r = 0; r < rounds; r++) {
     for (const t of transports) {
+      bar.step(`round ${r + 1}/${rounds}: ${t}`);
       if (!live.has(t)) continue;
       const res = run('pingpong.js', 2, t, quick ? ['--quick'] : []) as R | undefined;
       if (!res) {
@@ -75,6 +77,7 @@ if (suite === 'p2p') {
       }
     }
   }
+  bar.stop();
   const ts = transports.filter((t) => lat.has(t));
   if (args.includes('--osu')) {
     for (const t of ts) {

@@ -11,7 +11,8 @@
 
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { BENCH_DIR, IVRUN, median, option, progressBar } from './common.js';
+import { publish, type Figure } from './results.js';
 
 const here = BENCH_DIR;
 const ivrun = IVRUN;
@@ -54,7 +55,9 @@ const lat = new Map<string, Map<number, number[]>>();
 const bw = new Map<string, Map<number, number[]>>();
 const push = <K>(m: Map<K, number[]>, k: K, v: number) => (m.get(k) ?? m.set(k, []).get(k)!).push(v);
 
+const bar = progressBar('domains', rounds);
 for (let r = 0; r < rounds; r++) {
+  bar.step(`round ${r + 1}/${rounds}`);
   for (const s of starts) {
     const t0 = performance.timeOrigin + performance.now();
     const res = job(s.args, 'startup.js', []);
@@ -71,9 +74,9 @@ for (let r = 0; r < rounds; r++) {
     for (const [size, us] of j.latency) push(lat.get(p.name) ?? lat.set(p.name, new Map()).get(p.name)!, size, us);
     for (const [size, mbs] of j.bandwidth) push(bw.get(p.name) ?? bw.set(p.name, new Map()).get(p.name)!, size, mbs);
   }
-  process.stderr.write(`bench: domains round ${r + 1}/${rounds} done\n`);
 }
 
+bar.stop();
 console.log(`# job start-up, ${rounds} interleaved rounds, medians (ms): ivrun's whole run, and until every rank has joined (init + barrier)`);
 console.log(['job'.padEnd(36), 'wall'.padStart(10), 'all joined'.padStart(12)].join(''));
 for (const s of starts) {
@@ -96,3 +99,10 @@ if (lat.has('ivcom') && lat.has('tcp')) {
     );
   }
 }
+
+// --json FILE, --svg DIR: VM-to-VM latency and bandwidth per transport (start-up times as 'startup' figures, 0 bytes).
+const figures: Figure[] = [];
+for (const [name, bySize] of lat) for (const [b, xs] of bySize) figures.push({ series: `${name} between VMs`, op: 'latency', ranks: 2, bytes: b, unit: 'us', rounds: xs, median: median(xs) });
+for (const [name, bySize] of bw) for (const [b, xs] of bySize) if (b > 0) figures.push({ series: `${name} between VMs`, op: 'bandwidth', ranks: 2, bytes: b, unit: 'MB/s', rounds: xs, median: median(xs) });
+for (const [name, xs] of startReady) figures.push({ series: name, op: 'startup', ranks: 8, bytes: 0, unit: 'us', rounds: xs.map((ms) => ms * 1000), median: median(xs) * 1000 });
+await publish('domains', rounds, figures);

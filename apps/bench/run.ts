@@ -19,8 +19,8 @@ const HELP = `npm run bench -- [--suite p2p|collectives|peers|idle|syscalls|doma
   --quick           shorter measurements
   --transports A,B  the ivcom transports to run (default ivcom,tcp)
   --osu             p2p, collectives: print in the OSU micro-benchmarks' format (osu_latency, osu_bw, osu_allreduce, ...)
-  --json FILE       p2p, collectives, peers: write every figure with its rounds, the machine and versions
-  --svg DIR         p2p, collectives, peers: draw charts (SVG) of the results into DIR
+  --json FILE       p2p, collectives, peers, domains, shared-cores: write every figure with its rounds, the machine and versions
+  --svg DIR         the same suites: draw charts (SVG) of the results into DIR
   --peers           the same as --suite peers: Open MPI (C) and mpi4py beside ivcom
   -h, --help        this text; docs/benchmarks.md says what each suite measures
 `;

@@ -10,7 +10,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { BENCH_DIR, IVRUN, median, option } from './common.js';
+import { BENCH_DIR, IVRUN, median, option, progressBar } from './common.js';
+import { publish, type Figure } from './results.js';
 
 const here = BENCH_DIR;
 const ivrun = IVRUN;
@@ -67,8 +68,9 @@ function measure(transport: string): Point[] | undefined {
 }
 
 const got = new Map<string, Map<string, number[]>>();
-const t0 = Date.now();
+const bar = progressBar('shared-cores', rounds);
 for (let round = 0; round < rounds; round++) {
+  bar.step(`round ${round + 1}/${rounds}`);
   const comp = startCompetitor();
   await new Promise((r) => setTimeout(r, SETTLE_MS));
   const order = round % 2 === 0 ? ['ivcom', 'tcp'] : ['tcp', 'ivcom'];
@@ -81,8 +83,8 @@ for (let round = 0; round < rounds; round++) {
     }
   }
   await stop(comp);
-  process.stderr.write(`bench: shared-cores round ${round + 1}/${rounds} done, ${Math.round((Date.now() - t0) / 1000)} s\n`);
 }
+bar.stop();
 
 const what = competitor === 'job' ? 'a second 2-rank ivcom job in a tight ping-pong' : `${os.availableParallelism()} busy-looping processes`;
 console.log(`# shared cores: 2 ranks beside ${what}, on ${os.availableParallelism()} cores; ${rounds} rounds, medians (each round's values in brackets)`);
@@ -105,3 +107,14 @@ for (const [key, m] of got) {
   );
 }
 console.log('# "ivcom vs tcp" > 1: ivcom is better (lower latency, higher bandwidth)');
+
+// --json FILE, --svg DIR: the same figures as data, series named by the competitor.
+const figures: Figure[] = [];
+for (const [key, m] of got) {
+  const [pattern, bytes] = key.split(' ') as [string, string];
+  for (const [t, xs] of m) {
+    const lat = pattern === 'latency';
+    figures.push({ series: `${t} beside ${competitor}`, op: lat ? 'latency' : 'bandwidth', ranks: 2, bytes: Number(bytes), unit: lat ? 'us' : 'MB/s', rounds: xs, median: median(xs) });
+  }
+}
+await publish('shared-cores', rounds, figures);

@@ -291,10 +291,19 @@ export class Engine {
     this.peerGone(peer);
   };
 
-  /** A freed communicator's context: its matching state goes (what it still held is dropped). */
+  /**
+   * A freed communicator's context: its matching state goes. Receives still posted on it reject
+   * (they would otherwise wait forever, and hold the process open); queued messages are dropped.
+   */
   releaseContext(ctx: number): void {
-    this.matchers.get(ctx)?.drainPosted();
+    const m = this.matchers.get(ctx);
+    if (m === undefined) return;
     this.matchers.delete(ctx);
+    for (const r of m.drainPosted()) {
+      (r as { fail?: (e: Error) => void }).fail?.(
+        new StateError(`rank ${this.rank}: the communicator of this receive was freed (comm.free()) before a message matched it`, { rank: this.rank }),
+      );
+    }
   }
 
   /** Collective calls in progress (Comm registers them): checked against arrivals, and reported. */

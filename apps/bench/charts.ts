@@ -42,7 +42,8 @@ export async function drawCharts(r: Results, dir: string): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const groups = new Map<string, Figure[]>();
   for (const f of r.figures) {
-    if (f.bytes <= 0 || !(f.median > 0)) continue; // a log scale has no place for 0
+    // A log scale has no place for 0; figures that are not per message size are data only.
+    if (f.bytes <= 0 || !(f.median > 0) || (f.unit !== 'us' && f.unit !== 'MB/s')) continue;
     const key = `${f.ranks}|${f.op}|${f.unit}`;
     (groups.get(key) ?? groups.set(key, []).get(key)!).push(f);
   }

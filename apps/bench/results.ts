@@ -15,7 +15,8 @@ export interface Figure {
   op: string;
   ranks: number;
   bytes: number;
-  unit: 'us' | 'MB/s';
+  /** µs and MB/s are charted against size; '%' (of a core) and 'calls/msg' are kept as data. */
+  unit: 'us' | 'MB/s' | '%' | 'calls/msg';
   rounds: number[];
   median: number;
 }

@@ -19,8 +19,8 @@ const HELP = `npm run bench -- [--suite p2p|collectives|peers|idle|syscalls|doma
   --quick           shorter measurements
   --transports A,B  the ivcom transports to run (default ivcom,tcp)
   --osu             p2p, collectives: print in the OSU micro-benchmarks' format (osu_latency, osu_bw, osu_allreduce, ...)
-  --json FILE       p2p, collectives, peers, domains, shared-cores: write every figure with its rounds, the machine and versions
-  --svg DIR         the same suites: draw charts (SVG) of the results into DIR
+  --json FILE       every suite: write every figure with its rounds, the machine and versions
+  --svg DIR         draw charts of the figures that are per message size (SVG) of the results into DIR
   --peers           the same as --suite peers: Open MPI (C) and mpi4py beside ivcom
   -h, --help        this text; docs/benchmarks.md says what each suite measures
 `;
@@ -129,6 +129,7 @@ if (suite === 'p2p') {
   await import('./shared-cores.js' as string);
 } else if (suite === 'idle') {
   // A rank blocked in recv() must sleep (about 0 % CPU) and wake fast when the message comes.
+  const figures: Figure[] = [];
   for (const t of transports) {
     const res = run('idle.js', 2, t, ['--wait=5', `--reps=${Math.max(1, Math.min(rounds, 5))}`]) as
       | { transport: string; reps: { cpuPercent: number; wakeUs: number }[] }
@@ -136,6 +137,10 @@ if (suite === 'p2p') {
     if (!res) continue;
     const cpu = median(res.reps.map((x) => x.cpuPercent));
     const wake = median(res.reps.map((x) => x.wakeUs));
+    const cpus = res.reps.map((x) => x.cpuPercent);
+    const wakes = res.reps.map((x) => x.wakeUs);
+    figures.push({ series: t, op: 'idle-cpu', ranks: 2, bytes: 0, unit: '%', rounds: cpus, median: cpu });
+    figures.push({ series: t, op: 'wake-up', ranks: 2, bytes: 0, unit: 'us', rounds: wakes, median: wake });
     console.log(`${res.transport.padEnd(6)} waiting 5 s in recv: CPU ${cpu.toFixed(2)} % of a core (median of ${res.reps.length}); wake-up ${wake.toFixed(1)} us after the send`);
   }
   // The floor in the same run: the kmod doorbell alone between two Node processes.
@@ -143,7 +148,9 @@ if (suite === 'p2p') {
   if (floor.status === 0) {
     const { wakeUs } = JSON.parse(floor.stdout) as { wakeUs: number[] };
     console.log(`floor  bare doorbell between two Node processes idle 1 s (no runtime): wake-up ${median(wakeUs).toFixed(1)} us (median of ${wakeUs.length})`);
+    figures.push({ series: 'bare doorbell', op: 'wake-up', ranks: 2, bytes: 0, unit: 'us', rounds: wakeUs, median: median(wakeUs) });
   } else process.stderr.write(`bench: wake-floor failed (status ${floor.status}):\n${floor.stderr}\n`);
+  await publish('idle', rounds, figures);
 } else if (suite === 'syscalls') {
   // Syscalls per message in a streaming run: strace -f -c over the whole job, with N messages
   // and with none; the difference over N. Needs strace (apt-get install strace).
@@ -194,6 +201,12 @@ if (suite === 'p2p') {
   if (a !== undefined && b !== undefined && b.all > 0) {
     console.log(`ivcom / tcp syscalls per message: ${((a.all / b.all) * 100).toFixed(2)} %; without futex: ${(((a.all - a.futex) / (b.all - b.futex)) * 100).toFixed(2)} %`);
   }
+  const figures: Figure[] = [];
+  for (const [t, p] of per) {
+    figures.push({ series: t, op: 'syscalls', ranks: 2, bytes: Number(size), unit: 'calls/msg', rounds: [p.all], median: p.all });
+    figures.push({ series: t, op: 'syscalls-without-futex', ranks: 2, bytes: Number(size), unit: 'calls/msg', rounds: [p.all - p.futex], median: p.all - p.futex });
+  }
+  await publish('syscalls', 1, figures);
 } else {
   console.error(`bench: unknown suite '${suite}' (p2p, collectives, peers, domains, shared-cores, idle or syscalls)`);
   process.exit(2);

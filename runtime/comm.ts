@@ -118,8 +118,8 @@ export class Comm {
     if (engine.failed) return Promise.reject(engine.failed);
     if (source === PROC_NULL) return Promise.resolve(nullResult(yields) as T);
     if (this.freed) return Promise.reject(this.freedError('receive'));
-    if ((ctx & 1) === 1 && engine.brokenCalls.size > 0) {
-      const broken = engine.brokenCall(ctx, tag);
+    if ((ctx & 1) === 1) {
+      const broken = engine.calls.brokenCall(ctx, tag);
       if (broken !== undefined) return Promise.reject(broken);
     }
     const signal = opts.signal;
@@ -300,13 +300,12 @@ export class Comm {
       announce(port, undefined);
     }
     if (sig.base < 0) return p; // refused before it began (bad arguments): nothing to watch
-    // A mismatch rejects the call through its receives (engine.mismatch): the ones posted, and
-    // any it posts afterwards.
-    const engine = this.engine;
+    // A mismatch rejects the call through its receives (calls.ts): the ones posted, and any it
+    // posts afterwards.
+    const calls = this.engine.calls;
     const active: ActiveCollective = { ctx: this.ctx, kind, seq: ++this.collSeq, root, base: sig.base };
-    engine.collectives.add(active);
-    engine.checkCallStart(active);
-    const done = () => engine.callReturned(active);
+    calls.started(active);
+    const done = () => calls.returnedFrom(active);
     p.then(done, done);
     return p;
   }
@@ -435,8 +434,8 @@ export class Comm {
    * result (MPI_Reduce_scatter_block). Collective.
    */
   reduceScatterBlock<T extends ArrayBufferView>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T> {
-    const n = (data as unknown as { length?: number }).length;
-    if (!ArrayBuffer.isView(data) || data instanceof DataView || typeof n !== 'number') {
+    const n = elementsOf(data);
+    if (n === undefined) {
       return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: reduceScatterBlock takes a typed array of size * k elements`));
     }
     if (n % this.size !== 0) {
@@ -450,8 +449,8 @@ export class Comm {
    * ranks before it (MPI_Reduce_scatter). Collective; every rank passes the same counts.
    */
   reduceScatter<T extends ArrayBufferView>(data: T, counts: readonly number[], op: coll.OpLike = coll.Op.SUM): Promise<T> {
-    const n = (data as unknown as { length?: number }).length;
-    if (!ArrayBuffer.isView(data) || data instanceof DataView || typeof n !== 'number') {
+    const n = elementsOf(data);
+    if (n === undefined) {
       return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: reduceScatter takes a typed array`));
     }
     if (!Array.isArray(counts) || counts.length !== this.size || counts.some((c) => !Number.isInteger(c) || c < 0)) {
@@ -484,6 +483,11 @@ export class Comm {
 }
 
 let postSeq = 0;
+
+/** The element count of a typed array; undefined for anything else (a DataView included). */
+function elementsOf(v: unknown): number | undefined {
+  return ArrayBuffer.isView(v) && !(v instanceof DataView) ? (v as unknown as { length: number }).length : undefined;
+}
 
 /** What a receive from PROC_NULL resolves with. */
 function nullResult(yields: Yield): unknown {

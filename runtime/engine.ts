@@ -7,18 +7,15 @@ import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Tr
 import { selectTransport } from '../transport/select.js';
 import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
-import { CollectiveMismatchError, PeerLostError, StateError, TransportUnavailableError } from './errors.js';
-import { describeCall, sameCall, slotOf, TAG_SLOTS } from './collectives/signature.js';
+import { PeerLostError, StateError, TransportUnavailableError } from './errors.js';
+import { CollectiveCalls } from './calls.js';
 import { ANY, Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
 import { Rendezvous } from './rendezvous.js';
-import { describeWaits, type ActiveCollective } from './report.js';
+import { describeWaits } from './report.js';
 import { StagingPool } from './staging.js';
 import { Codec } from './codec-ids.js';
 import type { CrossMemory } from '../transport/cma.js';
-
-/** Returned collective calls remembered for late mismatches: enough for any slot still in flight. */
-const RETURNED_CALLS_KEPT = 64;
 
 /** How soon a finished peer is looked at again while a TCP handshake (maybe its) is running. */
 const HANDSHAKE_RECHECK_MS = 20;
@@ -73,6 +70,7 @@ export class Engine {
       { rank: this.rank, staging: this.staging, endpointTo: (peer) => this.route(peer)!, fail: this.fail },
       init.cma,
     );
+    this.calls = new CollectiveCalls(this.rank, (ctx) => this.matchers.get(ctx));
   }
 
   /** Large messages: announced, then moved once a receive matches them (rendezvous.ts). */
@@ -163,7 +161,7 @@ export class Engine {
       this.rendezvous.control(m);
       return;
     }
-    if ((m.ctx & 1) === 1 && this.collectives.size > 0) this.checkCall(m);
+    if ((m.ctx & 1) === 1 && this.calls.active.size > 0) this.calls.arrived(m);
     const env: Envelope = m;
     env.seq = this.seq++;
     const claimed = this.claims.size > 0 ? this.claims.get(m.payload) : undefined;
@@ -306,91 +304,8 @@ export class Engine {
     }
   }
 
-  /** Collective calls in progress (Comm registers them): checked against arrivals, and reported. */
-  readonly collectives = new Set<ActiveCollective>();
-
-  /** A message for a collective: is it of the call this rank makes at that slot? */
-  private checkCall(m: IncomingMessage): void {
-    const slot = slotOf(m.tag);
-    let active = false;
-    for (const a of this.collectives) {
-      if (a.ctx + 1 !== m.ctx || slotOf(a.base) !== slot) continue;
-      active = true;
-      if (!sameCall(a.base, m.tag)) this.mismatch(a, m.source, m.tag);
-    }
-    if (active) return;
-    // No call of this rank waits at that slot: one that already returned may have been another
-    // call than the sender's (a bcast root returns without receiving anything).
-    const done = this.returnedCalls.get(m.ctx * TAG_SLOTS + slot);
-    if (done !== undefined && !sameCall(done.base, m.tag)) {
-      this.returnedCalls.delete(m.ctx * TAG_SLOTS + slot);
-      const err = this.mismatchError(done, m.source, m.tag, 'it had returned already, so the job cannot go on');
-      // Nothing is waiting to be told: end the job, as any uncaught error does.
-      queueMicrotask(() => {
-        throw err;
-      });
-    }
-  }
-
-  /** The last calls that returned, by collective context and slot (see checkCall). */
-  private readonly returnedCalls = new Map<number, ActiveCollective>();
-
-  /** Comm: collective `a` settled. */
-  callReturned(a: ActiveCollective): void {
-    // A call that a mismatch ended is not remembered: the rest of the other call's messages
-    // are expected to come, and have been reported.
-    if (!this.collectives.delete(a)) return;
-    const key = (a.ctx + 1) * TAG_SLOTS + slotOf(a.base);
-    this.returnedCalls.delete(key);
-    this.returnedCalls.set(key, a);
-    if (this.returnedCalls.size > RETURNED_CALLS_KEPT) this.returnedCalls.delete(this.returnedCalls.keys().next().value!);
-  }
-
-  private mismatchError(a: ActiveCollective, source: number, tag: number, after = ''): CollectiveMismatchError {
-    const mine = a.root !== undefined ? `${a.kind} (root ${a.root})` : a.kind;
-    const comm = a.ctx === 0 ? 'world' : `communicator ${a.ctx}`;
-    return new CollectiveMismatchError(
-      `rank ${this.rank}: its ${mine} #${a.seq} on ${comm} met rank ${source}'s ${describeCall(tag)} at the same point${after ? ` (${after})` : ''}: every rank must call the same collectives in the same order, with the same root`,
-      { rank: this.rank, peer: source },
-    );
-  }
-
-  /**
-   * Calls that met another call's message, by collective context and slot: what they post from
-   * now on rejects at once with the mismatch. Forgotten when a new call takes the slot.
-   */
-  readonly brokenCalls = new Map<number, Error>();
-
-  /** The mismatch of the call a receive on collective context `ctx` with `tag` belongs to. */
-  brokenCall(ctx: number, tag: number): Error | undefined {
-    return this.brokenCalls.get(ctx * TAG_SLOTS + slotOf(tag));
-  }
-
-  /** A collective starts: did messages of another call arrive for its slot before it? */
-  checkCallStart(a: ActiveCollective): void {
-    if (this.brokenCalls.size > 0) this.brokenCalls.delete((a.ctx + 1) * TAG_SLOTS + slotOf(a.base));
-    const m = this.matchers.get(a.ctx + 1);
-    if (m === undefined || m.unexpectedCount === 0) return;
-    const slot = slotOf(a.base);
-    for (const e of m.snapshot().unexpected) {
-      if (slotOf(e.tag) === slot && !sameCall(a.base, e.tag)) return this.mismatch(a, e.source, e.tag);
-    }
-  }
-
-  /** Rejects call `a`, which met a message of another call from `source`, and what it waits for. */
-  private mismatch(a: ActiveCollective, source: number, tag: number): void {
-    if (!this.collectives.delete(a)) return;
-    const err = this.mismatchError(a, source, tag);
-    const slot = slotOf(a.base);
-    this.brokenCalls.set((a.ctx + 1) * TAG_SLOTS + slot, err);
-    // What the call waits for would never come: its receives reject (and so does the call).
-    const m = this.matchers.get(a.ctx + 1);
-    if (m === undefined) return;
-    const { posted, probes } = m.snapshot();
-    for (const r of [...posted, ...probes]) {
-      if (slotOf(r.tag) === slot && m.cancel(r)) (r as { fail?: (e: Error) => void }).fail?.(err);
-    }
-  }
+  /** Collective calls in progress and just returned: checked against what arrives (calls.ts). */
+  readonly calls: CollectiveCalls;
 
   /** What this rank is waiting for, in lines a user can act on (ivrun asks on a hang). */
   report(): string[] {
@@ -398,7 +313,7 @@ export class Engine {
     for (const _ of this.rendezvous.waitingSends()) large++;
     return describeWaits({
       rank: this.rank,
-      collectives: this.collectives,
+      collectives: this.calls.active,
       contexts: [...this.matchers].map(([ctx, m]) => [ctx, m.snapshot()] as [number, ReturnType<Matcher['snapshot']>]),
       largeSends: this.rendezvous.waitingSends(),
       // Tracked sends that are not large ones wait for transport space.

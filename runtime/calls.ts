@@ -1,0 +1,102 @@
+// The collective calls of this rank, against what arrives for them: every collective message's
+// tag names its call (slot, kind, root: collectives/signature.ts), so a message of another call
+// at a slot where this rank makes one is a mismatch. The call in progress rejects through its
+// receives (those posted, and those it posts later); a call that had already returned (a bcast
+// root, a gather sender) ends the job, as any uncaught error does: never a silent success.
+
+import { CollectiveMismatchError } from './errors.js';
+import { describeCall, sameCall, slotOf, TAG_SLOTS } from './collectives/signature.js';
+import type { IncomingMessage } from '../transport/transport.js';
+import type { Envelope, Matcher } from './match.js';
+import type { ActiveCollective } from './report.js';
+
+/** Returned calls remembered for late mismatches: enough for any slot still in flight. */
+const RETURNED_CALLS_KEPT = 64;
+
+/** One key per (collective context, slot). */
+const keyOf = (cctx: number, tag: number) => cctx * TAG_SLOTS + slotOf(tag);
+
+export class CollectiveCalls {
+  /** Calls in progress (Comm registers them); also what a rank's report lists. */
+  readonly active = new Set<ActiveCollective>();
+  /** The last calls that returned, by collective context and slot. */
+  private readonly returned = new Map<number, ActiveCollective>();
+  /** Calls that met another call's message: what they post from now on rejects at once. */
+  private readonly broken = new Map<number, Error>();
+
+  constructor(
+    private readonly rank: number,
+    /** The matching state of a context, if it has any. */
+    private readonly matcherOf: (ctx: number) => Matcher | undefined,
+  ) {}
+
+  /** A call starts: did messages of another call arrive for its slot before it? */
+  started(a: ActiveCollective): void {
+    this.active.add(a);
+    if (this.broken.size > 0) this.broken.delete(keyOf(a.ctx + 1, a.base));
+    const m = this.matcherOf(a.ctx + 1);
+    if (m === undefined || m.unexpectedCount === 0) return;
+    const slot = slotOf(a.base);
+    for (const e of m.snapshot().unexpected) {
+      if (slotOf(e.tag) === slot && !sameCall(a.base, e.tag)) return this.mismatch(a, e);
+    }
+  }
+
+  /** A call settled. One that a mismatch ended is not remembered (the rest of the other call's messages will come). */
+  returnedFrom(a: ActiveCollective): void {
+    if (!this.active.delete(a)) return;
+    const key = keyOf(a.ctx + 1, a.base);
+    this.returned.delete(key);
+    this.returned.set(key, a);
+    if (this.returned.size > RETURNED_CALLS_KEPT) this.returned.delete(this.returned.keys().next().value!);
+  }
+
+  /** The mismatch, if any, of the call that a receive on collective context `cctx` with `tag` belongs to. */
+  brokenCall(cctx: number, tag: number): Error | undefined {
+    return this.broken.size === 0 ? undefined : this.broken.get(keyOf(cctx, tag));
+  }
+
+  /** A message for a collective (odd context) arrived: is it of the call this rank makes at its slot? */
+  arrived(m: IncomingMessage): void {
+    const slot = slotOf(m.tag);
+    let waiting = false;
+    for (const a of this.active) {
+      if (a.ctx + 1 !== m.ctx || slotOf(a.base) !== slot) continue;
+      waiting = true;
+      if (!sameCall(a.base, m.tag)) this.mismatch(a, m);
+    }
+    if (waiting) return;
+    const key = keyOf(m.ctx, m.tag);
+    const done = this.returned.get(key);
+    if (done === undefined || sameCall(done.base, m.tag)) return;
+    this.returned.delete(key);
+    const err = this.error(done, m, 'it had returned already, so the job cannot go on');
+    // Nothing is waiting to be told: end the job, as any uncaught error does.
+    queueMicrotask(() => {
+      throw err;
+    });
+  }
+
+  /** Rejects call `a`, which met `m` (another call's message), and what it waits for. */
+  private mismatch(a: ActiveCollective, m: Envelope | IncomingMessage): void {
+    if (!this.active.delete(a)) return;
+    const err = this.error(a, m);
+    this.broken.set(keyOf(a.ctx + 1, a.base), err);
+    const matcher = this.matcherOf(a.ctx + 1);
+    if (matcher === undefined) return;
+    const slot = slotOf(a.base);
+    const { posted, probes } = matcher.snapshot();
+    for (const r of [...posted, ...probes]) {
+      if (slotOf(r.tag) === slot && matcher.cancel(r)) (r as { fail?: (e: Error) => void }).fail?.(err);
+    }
+  }
+
+  private error(a: ActiveCollective, m: Envelope | IncomingMessage, after = ''): CollectiveMismatchError {
+    const mine = a.root !== undefined ? `${a.kind} (root ${a.root})` : a.kind;
+    const comm = a.ctx === 0 ? 'world' : `communicator ${a.ctx}`;
+    return new CollectiveMismatchError(
+      `rank ${this.rank}: its ${mine} #${a.seq} on ${comm} met rank ${m.source}'s ${describeCall(m.tag)} at the same point${after ? ` (${after})` : ''}: every rank must call the same collectives in the same order, with the same root`,
+      { rank: this.rank, peer: m.source },
+    );
+  }
+}

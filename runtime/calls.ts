@@ -87,7 +87,7 @@ export class CollectiveCalls {
     const slot = slotOf(a.base);
     const { posted, probes } = matcher.snapshot();
     for (const r of [...posted, ...probes]) {
-      if (slotOf(r.tag) === slot && matcher.cancel(r)) (r as { fail?: (e: Error) => void }).fail?.(err);
+      if (slotOf(r.tag) === slot && matcher.cancel(r)) r.fail?.(err);
     }
   }
 

@@ -34,6 +34,16 @@ export interface SendOptions {
 }
 
 /** What a receive from PROC_NULL completes with at once, per kind of receive. */
+/** The public call behind each kind of receive, to name it in errors. */
+const YIELD_OPS: Record<Yield, string> = {
+  [Yield.Value]: 'recv',
+  [Yield.Message]: 'recvMessage',
+  [Yield.Into]: 'recvInto',
+  [Yield.Status]: 'probe',
+  [Yield.Piece]: 'receive',
+  [Yield.Claim]: 'mprobe',
+};
+
 const NULL_STATUS: Status = Object.freeze({ source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
 const NULL_MESSAGE: Message<undefined> = Object.freeze({ data: undefined, source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
 
@@ -117,7 +127,11 @@ export class Comm {
     const engine = this.engine;
     if (engine.failed) return Promise.reject(engine.failed);
     if (source === PROC_NULL) return Promise.resolve(nullResult(yields) as T);
-    if (this.freed) return Promise.reject(this.freedError('receive'));
+    // Collective contexts (odd) are left alone: a collective begun before finalize() finishes.
+    if ((ctx & 1) === 0 || this.freed) {
+      const bad = this.unusable(YIELD_OPS[yields]);
+      if (bad !== undefined) return Promise.reject(bad);
+    }
     if ((ctx & 1) === 1) {
       const broken = engine.calls.brokenCall(ctx, tag);
       if (broken !== undefined) return Promise.reject(broken);
@@ -185,6 +199,8 @@ export class Comm {
   }
 
   sendrecv<T = unknown>(data: unknown, dest: number, source: number = ANY_SOURCE, sendTag = 0, recvTag: number = ANY_TAG, opts?: RecvOptions): Promise<T> {
+    const bad = this.unusable('sendrecv');
+    if (bad !== undefined) return Promise.reject(bad);
     return this.exchange(data, dest, sendTag, this.recv<T>(source, recvTag, opts));
   }
 
@@ -197,6 +213,8 @@ export class Comm {
     recvTag: number = ANY_TAG,
     opts?: RecvOptions,
   ): Promise<Message<T>> {
+    const bad = this.unusable('sendrecvMessage');
+    if (bad !== undefined) return Promise.reject(bad);
     return this.exchange(data, dest, sendTag, this.recvMessage<T>(source, recvTag, opts));
   }
 
@@ -287,7 +305,8 @@ export class Comm {
    * and lists it in the rank's report (report.ts).
    */
   private collective<T>(kind: Kind, root: number | undefined, run: () => Promise<T>): Promise<T> {
-    if (this.freed) return Promise.reject(this.freedError(kind));
+    const bad = this.unusable(kind);
+    if (bad !== undefined) return Promise.reject(bad);
     const port = this.port;
     const sig = { kind, root: root ?? 0, base: -1 };
     announce(port, sig);
@@ -420,13 +439,23 @@ export class Comm {
     this.engine.releaseContext(this.ctx + 1);
   }
 
-  private freedError(op: string): StateError {
-    return new StateError(`rank ${this.rank}: ${op} on a communicator that was freed (comm.free()); use one that is still alive`, { rank: this.engine.rank });
+  /** Why `op` cannot run on this communicator any more (freed, or finalize() called), if so. */
+  private unusable(op: string): StateError | undefined {
+    const rank = this.engine.rank;
+    if (this.engine.leaving) {
+      return new StateError(
+        `rank ${rank}: ${op}() after finalize(): this rank has left the job and can no longer communicate; finish every operation before calling finalize()`,
+        { rank },
+      );
+    }
+    if (this.freed) return new StateError(`rank ${this.rank}: ${op} on a communicator that was freed (comm.free()); use one that is still alive`, { rank });
+    return undefined;
   }
 
-  /** Throws ERR_IVCOM_STATE when the communicator was freed. */
+  /** Throws ERR_IVCOM_STATE when the communicator was freed or finalize() was called. */
   private checkLive(op: string): void {
-    if (this.freed) throw this.freedError(op);
+    const bad = this.unusable(op);
+    if (bad !== undefined) throw bad;
   }
 
   /**
@@ -434,6 +463,8 @@ export class Comm {
    * result (MPI_Reduce_scatter_block). Collective.
    */
   reduceScatterBlock<T extends ArrayBufferView>(data: T, op: coll.OpLike = coll.Op.SUM): Promise<T> {
+    const bad = this.unusable('reduceScatterBlock');
+    if (bad !== undefined) return Promise.reject(bad);
     const n = elementsOf(data);
     if (n === undefined) {
       return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: reduceScatterBlock takes a typed array of size * k elements`));
@@ -449,6 +480,8 @@ export class Comm {
    * ranks before it (MPI_Reduce_scatter). Collective; every rank passes the same counts.
    */
   reduceScatter<T extends ArrayBufferView>(data: T, counts: readonly number[], op: coll.OpLike = coll.Op.SUM): Promise<T> {
+    const bad = this.unusable('reduceScatter');
+    if (bad !== undefined) return Promise.reject(bad);
     const n = elementsOf(data);
     if (n === undefined) {
       return Promise.reject(new InvalidArgTypeError(`rank ${this.rank}: reduceScatter takes a typed array`));

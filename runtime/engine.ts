@@ -54,6 +54,8 @@ export class Engine {
   private readonly pendingSends = new Set<Promise<void>>();
   /** Next free context id; agreed on collectively when communicators are created. */
   nextCtx = 2;
+  /** finalize() was called: the public API refuses new operations (comm.ts). */
+  leaving = false;
   finalized = false;
 
   constructor(init: EngineInit) {
@@ -209,12 +211,12 @@ export class Engine {
     this.claims.clear();
     for (const r of claimed) {
       r.done = true;
-      (r as { fail?: (e: Error) => void }).fail?.(err);
+      r.fail?.(err);
       told = true;
     }
     for (const m of this.matchers.values()) {
       for (const r of m.drainPosted()) {
-        (r as { fail?: (e: Error) => void }).fail?.(err);
+        r.fail?.(err);
         told = true;
       }
     }
@@ -256,7 +258,7 @@ export class Engine {
     if (!m.cancel(r)) return false;
     const from = source === ANY ? 'any rank (every other rank has finished)' : `rank ${source}`;
     const tag = r.tag === ANY ? '' : ` with tag ${r.tag}`;
-    (r as { fail?: (e: Error) => void }).fail?.(
+    r.fail?.(
       new PeerLostError(
         `rank ${this.rank}: a receive from ${from}${tag} can never complete: ${source === ANY ? 'they have' : `rank ${source} has`} finalized or exited, and nothing sent before matches it`,
         { rank: this.rank, peer: source === ANY ? undefined : source },
@@ -298,7 +300,7 @@ export class Engine {
     if (m === undefined) return;
     this.matchers.delete(ctx);
     for (const r of m.drainPosted()) {
-      (r as { fail?: (e: Error) => void }).fail?.(
+      r.fail?.(
         new StateError(`rank ${this.rank}: the communicator of this receive was freed (comm.free()) before a message matched it`, { rank: this.rank }),
       );
     }
@@ -327,10 +329,12 @@ export class Engine {
 
   async finalize(): Promise<void> {
     if (this.finalized) return;
+    this.leaving = true;
     this.progress.hold();
     try {
       await Promise.allSettled([...this.pendingSends]);
       this.finalized = true;
+      this.rejectLeftBehind();
       const rings = this.ivcom?.channelPeers?.();
       await Promise.all([this.ivcom?.close(), this.tcp?.close()]);
       this.bootstrap?.send({ op: 'finalize', rings });
@@ -338,6 +342,25 @@ export class Engine {
     } finally {
       this.progress.release();
       this.progress.close();
+    }
+  }
+
+  /**
+   * Receives and probes still posted when this rank leaves can never complete: they reject
+   * rather than stay pending, which would let the process exit with the code after them unrun.
+   */
+  private rejectLeftBehind(): void {
+    for (const m of this.matchers.values()) {
+      for (const r of m.drainPosted()) {
+        const from = r.source === ANY ? 'any rank' : `rank ${r.source}`;
+        const tag = r.tag === ANY ? '' : `, tag ${r.tag}`;
+        r.fail?.(
+          new StateError(
+            `rank ${this.rank}: a receive from ${from}${tag} was still posted when finalize() was called and can no longer complete; receive every message before finalize(), or cancel such receives with an AbortSignal`,
+            { rank: this.rank, peer: r.source === ANY ? undefined : r.source },
+          ),
+        );
+      }
     }
   }
 

@@ -27,6 +27,8 @@ export interface Request {
   /** Taken by a message whose bytes are still arriving (see Matcher.claim). */
   claimed?: boolean;
   complete(env: Envelope): void;
+  /** Rejects the request (a lost peer, a mismatch, a freed communicator, finalize()). */
+  fail?(err: Error): void;
 }
 
 class Fifo<T> {

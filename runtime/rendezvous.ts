@@ -113,7 +113,7 @@ export class Rendezvous {
     try {
       dest = this.destination(req, n);
     } catch (cause) {
-      (req as { fail?: (e: Error) => void }).fail?.(
+      req.fail?.(
         new RangeError(`rank ${this.host.rank}: cannot allocate ${n} bytes for a message from rank ${source}: ${(cause as Error)?.message}`),
       );
       return;
@@ -199,7 +199,7 @@ export class Rendezvous {
     for (const [key, p] of this.pulls) {
       if (p.env.source !== peer) continue;
       this.pulls.delete(key);
-      (p.req as { fail?: (e: Error) => void }).fail?.(
+      p.req.fail?.(
         new PeerLostError(`rank ${rank}: rank ${peer} closed its end before sending the ${p.env.payload.byteLength}-byte message this receive matched`, {
           rank,
           peer,
@@ -220,7 +220,7 @@ export class Rendezvous {
     this.sends.clear();
     this.pulls.clear();
     for (const s of sends) s.reject(err);
-    for (const p of pulls) (p.req as { fail?: (e: Error) => void }).fail?.(err);
+    for (const p of pulls) p.req.fail?.(err);
   }
 
   /** Where a matched large message goes: the receive's own buffer when it fits, else staging. */

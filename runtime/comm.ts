@@ -11,29 +11,16 @@ import { ANY_SOURCE, ANY_TAG, PROC_NULL } from './constants.js';
 import type { Engine } from './engine.js';
 import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, UnserializableError } from './errors.js';
 import { ANY, type Envelope } from './match.js';
-import { Receive, statusOf, Yield, type ReceiveOwner } from './receive.js';
+import { MatchedMessage } from './matched.js';
+import { NULL_STATUS, Receive, nullResult, statusOf, Yield, type Message, type ReceiveOwner, type Status } from './receive.js';
+import { asBytes, elementsOf } from './typed.js';
 import { NO_OPTIONS, checkDest, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
-
-export interface Status {
-  source: number;
-  tag: number;
-  byteLength: number;
-}
-
-export interface Message<T = unknown> {
-  data: T;
-  source: number;
-  tag: number;
-  /** The payload's size, as Status.byteLength. */
-  byteLength: number;
-}
 
 export interface SendOptions {
   /** Settle only once a receive has matched the message (MPI_Ssend); to itself a rank's send settles at once. */
   sync?: boolean;
 }
 
-/** What a receive from PROC_NULL completes with at once, per kind of receive. */
 /** The public call behind each kind of receive, to name it in errors. */
 const YIELD_OPS: Record<Yield, string> = {
   [Yield.Value]: 'recv',
@@ -43,9 +30,6 @@ const YIELD_OPS: Record<Yield, string> = {
   [Yield.Piece]: 'receive',
   [Yield.Claim]: 'mprobe',
 };
-
-const NULL_STATUS: Status = Object.freeze({ source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
-const NULL_MESSAGE: Message<undefined> = Object.freeze({ data: undefined, source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
 
 export class Comm {
   readonly rank: number;
@@ -516,76 +500,3 @@ export class Comm {
 }
 
 let postSeq = 0;
-
-/** The element count of a typed array; undefined for anything else (a DataView included). */
-function elementsOf(v: unknown): number | undefined {
-  return ArrayBuffer.isView(v) && !(v instanceof DataView) ? (v as unknown as { length: number }).length : undefined;
-}
-
-/** What a receive from PROC_NULL resolves with. */
-function nullResult(yields: Yield): unknown {
-  switch (yields) {
-    case Yield.Message:
-      return { ...NULL_MESSAGE };
-    case Yield.Into:
-    case Yield.Status:
-      return { ...NULL_STATUS };
-    default:
-      return undefined;
-  }
-}
-
-/**
- * A message claimed by mprobe/improbe: no other receive can take it. Receive it once, with
- * recv() or recvInto(); from PROC_NULL it is empty (recv gives undefined).
- */
-export class MatchedMessage<T = unknown> {
-  readonly source: number;
-  readonly tag: number;
-  readonly byteLength: number;
-  private taken = false;
-
-  constructor(
-    private readonly owner: ReceiveOwner,
-    private readonly env: Envelope | undefined,
-  ) {
-    const st = env === undefined ? NULL_STATUS : statusOf(owner, env);
-    this.source = st.source;
-    this.tag = st.tag;
-    this.byteLength = st.byteLength;
-  }
-
-  recv(): Promise<T> {
-    return this.take(Yield.Value, undefined) as Promise<T>;
-  }
-
-  recvInto(buffer: ArrayBufferView): Promise<Status> {
-    if (!ArrayBuffer.isView(buffer)) {
-      return Promise.reject(new InvalidArgTypeError(`rank ${this.owner.rank}: recvInto needs a typed array, Buffer or DataView to fill`));
-    }
-    return this.take(Yield.Into, asBytes(buffer)) as Promise<Status>;
-  }
-
-  private take(yields: Yield, into: Uint8Array | undefined): Promise<unknown> {
-    if (this.taken) {
-      return Promise.reject(new StateError(`rank ${this.owner.rank}: this matched message was already received; mprobe again for the next one`, { rank: this.owner.engine.rank }));
-    }
-    this.taken = true;
-    const env = this.env;
-    if (env === undefined) return Promise.resolve(nullResult(yields));
-    // A receive that the claimed message completes at once (or, for a large one, once its
-    // bytes are pulled into place, as for any receive).
-    const engine = this.owner.engine;
-    const req = new Receive(this.owner, yields, env.source, env.tag, into, undefined);
-    engine.progress.hold();
-    req.done = true;
-    req.complete(env);
-    engine.progress.kick();
-    return req.promise;
-  }
-}
-
-/** The bytes of a view; a plain Uint8Array is its own (no `.buffer` read, no new view). */
-function asBytes(v: ArrayBufferView): Uint8Array {
-  return Object.getPrototypeOf(v) === Uint8Array.prototype ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-}

@@ -14,7 +14,8 @@ export { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB } from './constants.js';
 export { Comm } from './comm.js';
 export { Op } from './collectives/op.js';
 export type { OpLike } from './collectives/op.js';
-export type { Status, Message } from './comm.js';
+export type { Status, Message } from './receive.js';
+export type { MatchedMessage } from './matched.js';
 export * from './errors.js';
 
 let world: Promise<Comm> | undefined;

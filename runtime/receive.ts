@@ -5,11 +5,30 @@
 // wake-ups, every few thousand messages.
 
 import { decode } from './codec.js';
+import { ANY_TAG, PROC_NULL } from './constants.js';
 import { Codec } from './codec-ids.js';
 import { announcedBytes } from './rendezvous.js';
 import type { Engine } from './engine.js';
 import { AbortError, TruncateError } from './errors.js';
 import type { Envelope, Matcher, Request } from './match.js';
+
+export interface Status {
+  source: number;
+  tag: number;
+  byteLength: number;
+}
+
+export interface Message<T = unknown> {
+  data: T;
+  source: number;
+  tag: number;
+  /** The payload's size, as Status.byteLength. */
+  byteLength: number;
+}
+
+/** What a receive from PROC_NULL completes with at once, per kind of receive. */
+export const NULL_STATUS: Status = Object.freeze({ source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
+const NULL_MESSAGE: Message<undefined> = Object.freeze({ data: undefined, source: PROC_NULL, tag: ANY_TAG, byteLength: 0 });
 
 /** What a completed receive resolves with. */
 export const enum Yield {
@@ -152,7 +171,7 @@ export class Receive implements Request {
 }
 
 /** What probe and iprobe report about a message. */
-export function statusOf(owner: ReceiveOwner, env: Envelope): { source: number; tag: number; byteLength: number } {
+export function statusOf(owner: ReceiveOwner, env: Envelope): Status {
   const n = env.codec === Codec.Rts ? announcedBytes(env.payload) : env.payload.byteLength;
   return { source: owner.local(env.source), tag: env.tag, byteLength: n };
 }
@@ -164,4 +183,17 @@ export function statusOf(owner: ReceiveOwner, env: Envelope): { source: number; 
  */
 function placedIn(payload: Uint8Array, view: Uint8Array): boolean {
   return payload.byteLength > 64 && payload.buffer === view.buffer && payload.byteOffset === view.byteOffset;
+}
+
+/** What a receive from PROC_NULL resolves with. */
+export function nullResult(yields: Yield): unknown {
+  switch (yields) {
+    case Yield.Message:
+      return { ...NULL_MESSAGE };
+    case Yield.Into:
+    case Yield.Status:
+      return { ...NULL_STATUS };
+    default:
+      return undefined;
+  }
 }

@@ -89,3 +89,13 @@ export function typedKind(x: unknown): Kind | undefined {
 export function isRaw(value: unknown): value is ArrayBufferView | ArrayBuffer {
   return ArrayBuffer.isView(value) || value instanceof ArrayBuffer;
 }
+
+/** The element count of a typed array; undefined for anything else (a DataView included). */
+export function elementsOf(v: unknown): number | undefined {
+  return ArrayBuffer.isView(v) && !(v instanceof DataView) ? (v as unknown as { length: number }).length : undefined;
+}
+
+/** The bytes of a view; a plain Uint8Array is its own (no `.buffer` read, no new view). */
+export function asBytes(v: ArrayBufferView): Uint8Array {
+  return Object.getPrototypeOf(v) === Uint8Array.prototype ? (v as Uint8Array) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}

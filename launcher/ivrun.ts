@@ -3,6 +3,7 @@
 // exits with 0 only when every rank did.
 
 import { readFileSync, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
@@ -17,6 +18,7 @@ import { Job } from './job.js';
 import { LOCAL_ONLY, makePlan, type PlanHost } from './plan.js';
 import { allowedCpus, cpuPerRank } from './binding.js';
 import { OutputFiles } from './output-files.js';
+import { ringMemoryWarning } from './ring-memory.js';
 import { rewriteHabits } from './habits.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
 
@@ -179,6 +181,14 @@ async function main(): Promise<void> {
     usageError(
       "--isolation netns runs on this host only: a VM's address is private to its host's bridge, so ranks on other hosts could not reach it; use --isolation none across hosts",
     );
+  }
+
+  if (argv.transport !== 'tcp') {
+    // This machine's hosts only: another host's memory is its own agent's to know.
+    for (const h of plan.hosts.filter((ph) => launcher(ph) === undefined)) {
+      const warning = ringMemoryWarning(h.name, h.ranks.length, ringBytes, totalmem());
+      if (warning !== undefined) process.stderr.write(`${warning}\n`);
+    }
   }
 
   const exports: Record<string, string> = {};

@@ -49,6 +49,21 @@ describe('ivcom transport', () => {
     expect(r.leftovers).toEqual([]);
   }, 150_000);
 
+  // The --ring-bytes limits: the largest ring's second direction lies above 2^31 bytes into the
+  // segment (a signed word index there once failed every job).
+  it.each([
+    [1 << 30, 3],
+    [4096, 20],
+  ])('laps both rings of --ring-bytes %i %i times, every message compared', async (ringBytes, laps) => {
+    const r = await ivrun(
+      ['-n', '2', '--transport', 'ivcom', '--single-copy', 'off', '--ring-bytes', String(ringBytes), 'node', IVCOM, 'laps'],
+      { env: { RING_BYTES: String(ringBytes), LAPS: String(laps) }, timeoutMs: 120_000 },
+    );
+    expect(r.stderr + r.stdout).toContain('OK laps');
+    expect(r.code).toBe(0);
+    expect(r.leftovers).toEqual([]);
+  }, 150_000);
+
   it('leaves no segment, fd or process when a rank is SIGKILLed mid-job', async () => {
     const r = await ivrun(['-n', '4', '--vms', '2', 'node', P2P, 'ring'], {
       env: { RING_ROUNDS: '1000000' },

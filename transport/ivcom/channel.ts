@@ -33,6 +33,7 @@ import {
   chunkBytesFor,
   isValidRingBytes,
   segmentBytes,
+  wordAt,
 } from './layout.js';
 import { RingView, type CopyBytes, type RingHost } from './ring.js';
 import { RxRing, type DestinationRequest } from './ring-rx.js';
@@ -153,8 +154,8 @@ export class IvcomChannel implements RingHost {
     const rxView = new RingView(sab, ringBytes, opts.low ? 1 : 0);
     this.i32 = txView.i32;
     this.u8 = txView.u8;
-    this.myClosedW = (opts.low ? CLOSED_OFFSET_LOW : CLOSED_OFFSET_HIGH) >> 2;
-    this.peerClosedW = (opts.low ? CLOSED_OFFSET_HIGH : CLOSED_OFFSET_LOW) >> 2;
+    this.myClosedW = wordAt(opts.low ? CLOSED_OFFSET_LOW : CLOSED_OFFSET_HIGH);
+    this.peerClosedW = wordAt(opts.low ? CLOSED_OFFSET_HIGH : CLOSED_OFFSET_LOW);
     this.peerClosedCb = opts.peerClosed;
     this.tx = new TxRing(txView, this, {
       rank: opts.rank,

@@ -123,6 +123,15 @@ export function ringBytesOfSegment(bytes: number): number | undefined {
   return isValidRingBytes(ring) ? ring : undefined;
 }
 
+/**
+ * The index of the 32-bit word at `byteOffset` of the segment (4-aligned). Unsigned: with the
+ * largest ring (2^30) direction 1's data runs from 2^30 + 4 KiB up to 2^31 + 4 KiB, past what a
+ * signed shift (`>> 2`, `| 0`) keeps positive, and a negative index reads `undefined` silently.
+ */
+export function wordAt(byteOffset: number): number {
+  return byteOffset >>> 2;
+}
+
 /** Byte offset of a direction's control block. Direction 0 is low→high, 1 is high→low. */
 export function ctrlOffset(direction: 0 | 1): number {
   return direction * DIR_CTRL_BYTES;

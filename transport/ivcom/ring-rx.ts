@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import type { DestinationRequest, IncomingMessage } from '../transport.js';
 import { IvcomError } from '../errors.js';
 import { readHeaderWords, type HeaderWords } from '../wire.js';
-import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
+import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, wordAt } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 // What allocate() is told about the incoming message (already bounds-checked): the transports' one type.
@@ -118,7 +118,7 @@ export class RxRing extends RingHalf {
         // Implicit wrap: no header fits in the tail, so the producer put the record at the start.
         const skip = toEnd < RECORD_HEADER_BYTES ? toEnd : 0;
         if (skip !== 0) off = 0;
-        const w = (base + off) >> 2;
+        const w = wordAt(base + off);
         // Acquire: pairs with the producer's Atomics.store of this magic word, the last word it
         // writes of a record. Zero: nothing published here yet (the producer clears it first).
         const magic = Atomics.load(i32, w + 1);

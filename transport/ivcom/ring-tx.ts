@@ -6,7 +6,7 @@
 import type { OutgoingMessage } from '../transport.js';
 import { OutOfRangeError } from '../errors.js';
 import { writeHeaderWords } from '../wire.js';
-import { FRAG_FIRST, FRAG_LAST, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC } from './layout.js';
+import { FRAG_FIRST, FRAG_LAST, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, wordAt } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
 
 /** Messages longer than this may be split to fill what is left of the ring. */
@@ -240,7 +240,7 @@ export class TxRing extends RingHalf {
    */
   private writeHeader(off: number, len: number, flags: number, msg: OutgoingMessage, total: number) {
     const i32 = this.i32;
-    const w = (this.v.base + off) >> 2;
+    const w = wordAt(this.v.base + off);
     i32[w] = len;
     writeHeaderWords(i32, w + 2, msg.ctx, this.rank, msg.tag, msg.codec, flags, total);
   }
@@ -302,8 +302,8 @@ export class TxRing extends RingHalf {
     const nOff = next & this.mask;
     // Where the consumer will look next: past the tail when no header fits there (implicit wrap).
     const look = this.cap - nOff < RECORD_HEADER_BYTES ? 0 : nOff;
-    i32[((base + look) >> 2) + 1] = 0;
-    Atomics.store(i32, ((base + recOff) >> 2) + 1, RECORD_MAGIC);
+    i32[wordAt(base + look) + 1] = 0;
+    Atomics.store(i32, wordAt(base + recOff) + 1, RECORD_MAGIC);
     this.prod = next;
     // StoreLoad (seq-cst store, then seq-cst load): a consumer that set dataWanted and then
     // re-read the magic word either saw this store, or we see its flag here. The plain load

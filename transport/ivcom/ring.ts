@@ -2,7 +2,7 @@
 // ring and its control words), the byte copy between the segment and private memory, and what a
 // half needs from the channel that owns it (failing, ringing the peer's doorbell).
 
-import { CONS_OFFSET, DATA_WANTED_OFFSET, SPACE_WANTED_OFFSET, ctrlOffset, ringOffset, segmentBytes } from './layout.js';
+import { CONS_OFFSET, DATA_WANTED_OFFSET, SPACE_WANTED_OFFSET, ctrlOffset, ringOffset, segmentBytes, wordAt } from './layout.js';
 
 /** dst[dstOff, dstOff+n) = src[srcOff, srcOff+n), in bytes. */
 export type CopyBytes = (dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number) => void;
@@ -35,15 +35,16 @@ export class RingView {
   readonly spaceWantedW: number;
 
   constructor(sab: SharedArrayBuffer, ringBytes: number, dir: 0 | 1) {
-    this.i32 = new Int32Array(sab, 0, segmentBytes(ringBytes) >> 2);
-    this.u8 = new Uint8Array(sab, 0, segmentBytes(ringBytes));
+    const bytes = segmentBytes(ringBytes);
+    this.i32 = new Int32Array(sab, 0, wordAt(bytes));
+    this.u8 = new Uint8Array(sab, 0, bytes);
     this.cap = ringBytes;
     this.mask = ringBytes - 1;
     this.base = ringOffset(dir, ringBytes);
     const c = ctrlOffset(dir);
-    this.consW = (c + CONS_OFFSET) >> 2;
-    this.dataWantedW = (c + DATA_WANTED_OFFSET) >> 2;
-    this.spaceWantedW = (c + SPACE_WANTED_OFFSET) >> 2;
+    this.consW = wordAt(c + CONS_OFFSET);
+    this.dataWantedW = wordAt(c + DATA_WANTED_OFFSET);
+    this.spaceWantedW = wordAt(c + SPACE_WANTED_OFFSET);
   }
 }
 

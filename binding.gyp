@@ -15,7 +15,8 @@
         "kmod/src/copy.cc",
         "kmod/src/cma.cc",
         "kmod/src/unix.cc",
-        "kmod/src/tie.cc"
+        "kmod/src/tie.cc",
+        "kmod/src/checksum.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

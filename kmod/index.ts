@@ -77,6 +77,8 @@ interface Addon {
   copyBytes: CopyBytes;
   memAddress: MemAddress;
   vmRead: VmRead;
+  crc32c: Crc32c;
+  crc32cHardware: boolean;
 }
 
 /**
@@ -176,3 +178,13 @@ export const memAddress: MemAddress = addon.memAddress;
  */
 export type VmRead = (pid: number, address: bigint, dst: ArrayBufferView, dstOff: number, n: number) => void;
 export const vmRead: VmRead = addon.vmRead;
+
+/**
+ * CRC-32C (Castagnoli) of a typed array's bytes, continuing from `seed` (the CRC of the bytes
+ * before them; 0 for none): crc32c(b, crc32c(a)) === crc32c(a ++ b). '123456789' gives
+ * 0xE3069283. The end-to-end check of `ivrun --verify` (src/checksum.cc).
+ */
+export type Crc32c = (data: ArrayBufferView, seed?: number) => number;
+export const crc32c: Crc32c = addon.crc32c;
+/** Whether crc32c runs on the CPU's crc32 instruction (SSE4.2) rather than the table. */
+export const crc32cHardware: boolean = addon.crc32cHardware;

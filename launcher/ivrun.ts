@@ -91,6 +91,11 @@ async function main(): Promise<void> {
       default: 'on' as const,
       describe: 'on: a large message between ranks of one host is copied once, straight from the sender\'s memory into the receiver\'s (process_vm_readv, where the kernel allows it); off: always streamed through the shared ring',
     })
+    .option('verify', {
+      type: 'boolean',
+      default: false,
+      describe: 'Check every message end to end: a CRC-32C of its bytes from the sender\'s memory, checked where it lands; a mismatch (shared memory scribbled by a peer you do not trust) is ERR_IVCOM_CORRUPT. Same as IVCOM_VERIFY=1 (docs/transports.md has its cost)',
+    })
     .option('ring-bytes', { type: 'number', default: DEFAULT_RING_BYTES, describe: 'Bytes of each shared-memory ring (one per direction of a pair)' })
     .option('hostfile', { alias: ['machinefile'], type: 'string', describe: "Hosts to run ranks on: lines 'host slots=N' (Open MPI) or 'host:N' (MPICH); # comments. Others than this machine are reached over ssh" })
     .option('H', { alias: 'host', type: 'string', describe: 'Hosts as a list: host1:slots,host2:slots (a host without :slots has one)' })
@@ -204,6 +209,16 @@ async function main(): Promise<void> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   Object.assign(env, exports);
+  // Every rank checks, or none does (a trailer one side adds, the other must strip): the
+  // setting goes to the ranks of every host, not only to those that inherit ivrun's environment.
+  const verifyEnv = env.IVCOM_VERIFY;
+  if (verifyEnv !== undefined && verifyEnv !== '' && verifyEnv !== '0' && verifyEnv !== '1') {
+    usageError(`IVCOM_VERIFY must be 1 or 0, got '${verifyEnv}'`);
+  }
+  if (argv.verify || verifyEnv === '1') {
+    env.IVCOM_VERIFY = '1';
+    exports.IVCOM_VERIFY = '1';
+  }
 
   // A caller may name the job (log correlation, tests looking for its segments); else random.
   const jobId = process.env.IVCOM_JOB_ID ?? randomBytes(6).toString('hex');

@@ -16,6 +16,7 @@ import { describeWaits } from './report.js';
 import { StagingPool } from './staging.js';
 import { Codec } from './codec-ids.js';
 import type { CrossMemory } from '../transport/cma.js';
+import { verifyingEndpoint, type Checksum } from './verify.js';
 
 /** How soon a finished peer is looked at again while a TCP handshake (maybe its) is running. */
 const HANDSHAKE_RECHECK_MS = 20;
@@ -35,6 +36,11 @@ export interface EngineInit {
   ivcom?: Transport;
   /** Single copy of large messages between co-resident ranks (off: --single-copy off). */
   cma?: CrossMemory;
+  /**
+   * --verify: every message carries a CRC-32C checked on arrival (verify.ts). The deliver upcall
+   * must then be wrapped too (verifyingUpcalls).
+   */
+  verify?: Checksum;
 }
 
 export class Engine {
@@ -45,6 +51,7 @@ export class Engine {
   readonly bootstrap: BootstrapClient | undefined;
   private tcp: TcpTransport | undefined;
   private ivcom: Transport | undefined;
+  private readonly verify: Checksum | undefined;
   private readonly matchers = new Map<number, Matcher>();
   private readonly routes: Array<Endpoint | null | undefined> = [];
   private seq = 0;
@@ -67,10 +74,12 @@ export class Engine {
     this.bootstrap = init.bootstrap;
     this.tcp = init.tcp;
     this.ivcom = init.ivcom;
+    this.verify = init.verify;
     this.progress = new Progress(init.rank, init.ivcom?.poll ? [init.ivcom] : [], localRanks(init.peers, init.rank));
     this.rendezvous = new Rendezvous(
       { rank: this.rank, staging: this.staging, endpointTo: (peer) => this.route(peer)!, fail: this.fail },
       init.cma,
+      init.verify,
     );
     this.calls = new CollectiveCalls(this.rank, (ctx) => this.matchers.get(ctx));
   }
@@ -99,6 +108,8 @@ export class Engine {
       if (!this.tcp) throw new TransportUnavailableError(`rank ${this.rank}: no TCP transport to reach rank ${peer}`, { rank: this.rank, peer });
       ep = this.tcp.endpoint(peer);
     }
+    // Wrapped once per peer: with verify off, no message pays for it.
+    if (ep !== null && this.verify !== undefined) ep = verifyingEndpoint(ep, this.verify);
     this.routes[peer] = ep;
     return ep;
   }
@@ -200,13 +211,13 @@ export class Engine {
    * Upcall from transports: a channel broke (peer lost, corrupt ring, bad frame). Every pending
    * receive fails with the cause, and so does every later operation: this process no longer
    * knows what its peers sent. It is not a crash: the program decides (by default an unhandled
-   * rejection ends the job, naming the cause). With nobody waiting, say so on stderr at once.
+   * rejection ends the job, naming the cause). With nobody waiting, say so on stderr at once
+   * (`told`: the caller already rejected an operation with it).
    */
-  readonly fail = (err: Error): void => {
+  readonly fail = (err: Error, told = false): void => {
     if (this.failure) return;
     this.failure = err;
     this.rendezvous.failAll(err);
-    let told = false;
     const claimed = [...this.claims.values()];
     this.claims.clear();
     for (const r of claimed) {

@@ -9,6 +9,7 @@ import { CrossMemory } from '../transport/cma.js';
 import type { PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { Transport, Upcalls } from '../transport/transport.js';
 import type { StartInfo } from './bootstrap.js';
+import { crc32cJs, verifyFromEnv, verifyingUpcalls } from './verify.js';
 
 export { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB } from './constants.js';
 export { Comm } from './comm.js';
@@ -60,13 +61,16 @@ async function start(): Promise<Comm> {
     });
     // Nothing can arrive before the engine exists: peers learn this rank's address only from
     // the launcher's start message, which comes after the engine is built below.
-    const upcalls: Upcalls = {
+    const direct: Upcalls = {
       deliver: (m) => engine!.arrive(m),
       fail: (e) => engine!.fail(e),
       peerClosed: (peer) => engine!.peerClosed(peer),
       allocate: (h) => engine!.allocate(h),
       stage: (h) => engine!.stage(h),
     };
+    // ivrun --verify exports IVCOM_VERIFY=1 to every rank: all check, or none.
+    const verify = verifyFromEnv(process.env.IVCOM_VERIFY, rank) ? (kmod?.crc32c ?? crc32cJs) : undefined;
+    const upcalls = verify === undefined ? direct : verifyingUpcalls(direct, verify, rank);
     const host = process.env.IVCOM_HOST ?? '127.0.0.1';
     const tcp = new TcpTransport({ rank, upcalls, host });
     const addr = await tcp.listen();
@@ -77,7 +81,7 @@ async function start(): Promise<Comm> {
       ivcom !== undefined && kmod !== undefined && info.singleCopy
         ? new CrossMemory(kmod, (peer) => (engine!.transportName(peer) === 'ivcom' ? info.peers[peer]?.pid : undefined))
         : undefined;
-    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom, cma });
+    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom, cma, verify });
     bootstrap.onPeerFinished((peer, ring) => engine!.peerFinished(peer, ring));
     bootstrap.reporter = () => engine!.report();
     tcp.join(Buffer.from(info.secret, 'base64'), info.peers);

@@ -6,7 +6,7 @@
 // buffer without a staging copy.
 //
 //   sender                                receiver
-//   RTS {id, codec, bytes, address} ──▶   queued and matched like any message (order, wildcards)
+//   RTS {id, codec, bytes, address[, crc]} ──▶ queued and matched like any message (order, wildcards)
 //                                         matched: single copy (CrossMemory.read) ──▶ FIN {id}
 //                                         or, when not allowed:  ◀── CTS {id}
 //   DATA {id} (the bytes, streamed) ──▶   assembled in the destination (Upcalls.allocate)
@@ -14,6 +14,8 @@
 //
 // Control messages travel as frames with their own codec numbers (codec-ids.ts), in the same
 // channel as the data messages, so an RTS keeps its place among eager messages (non-overtaking).
+// With --verify (verify.ts) the RTS also carries the CRC-32C of the sender's bytes, checked once
+// they have landed, however they came (single copy or streamed).
 
 import type { Endpoint, IncomingMessage, OutgoingMessage } from '../transport/transport.js';
 import type { CrossMemory } from '../transport/cma.js';
@@ -21,9 +23,12 @@ import { CorruptError, PeerLostError } from './errors.js';
 import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { Envelope, Request } from './match.js';
 import type { StagingPool } from './staging.js';
+import { checksumError, type Checksum } from './verify.js';
 
 /** RTS payload: u32 id, u8 codec, 3 bytes 0, u64 byteLength, u64 address (0: no single copy). */
 const RTS_BYTES = 24;
+/** With --verify: the RTS above, then u32 CRC-32C of the message's bytes. */
+const RTS_VERIFIED_BYTES = 28;
 const TWO32 = 4294967296;
 /** Ids are carried in the tag field (i32) of CTS, FIN and DATA frames. */
 const ID_MASK = 0x7fffffff;
@@ -48,6 +53,8 @@ interface Pull {
   req: Request;
   /** The message as it will be delivered: its payload is the destination being filled. */
   env: IncomingMessage;
+  /** Its announcement (with --verify, the checksum to find once the bytes have landed). */
+  rts: Uint8Array;
 }
 
 export interface RendezvousHost {
@@ -55,7 +62,8 @@ export interface RendezvousHost {
   readonly staging: StagingPool;
   /** The endpoint that carries traffic to a world rank (never self: self-sends stay eager). */
   endpointTo(peer: number): Endpoint;
-  fail(err: Error): void;
+  /** `told`: an operation was already rejected with it. */
+  fail(err: Error, told?: boolean): void;
 }
 
 export class Rendezvous {
@@ -64,18 +72,23 @@ export class Rendezvous {
   private readonly sends = new Map<number, PendingSend>();
   /** Receives matched to an RTS whose bytes are being streamed, by source * 2^31 + id. */
   private readonly pulls = new Map<number, Pull>();
+  private readonly rtsBytes: number;
 
   constructor(
     private readonly host: RendezvousHost,
     /** Single copy between co-resident ranks, when the build and the job allow it. */
     private readonly cma: CrossMemory | undefined,
-  ) {}
+    /** --verify: the checksum announced with every large message and checked when it lands. */
+    private readonly verify?: Checksum,
+  ) {
+    this.rtsBytes = verify === undefined ? RTS_BYTES : RTS_VERIFIED_BYTES;
+  }
 
   /** Announces a large message; settles when the receiver has taken its bytes. */
   send(ep: Endpoint, dest: number, ctx: number, tag: number, codec: number, bytes: Uint8Array): Promise<void> {
     const id = this.nextId;
     this.nextId = (id + 1) & ID_MASK || 1;
-    const rts = new Uint8Array(RTS_BYTES);
+    const rts = new Uint8Array(this.rtsBytes);
     putU32(rts, 0, id);
     rts[4] = codec;
     putU32(rts, 8, bytes.byteLength % TWO32);
@@ -85,6 +98,8 @@ export class Rendezvous {
       putU32(rts, 16, Number(a & 0xffffffffn));
       putU32(rts, 20, Number(a >> 32n));
     }
+    // From the sender's memory, at the moment of the send: the bytes the receiver must end up with.
+    if (this.verify !== undefined) putU32(rts, RTS_BYTES, this.verify(bytes) >>> 0);
     return new Promise<void>((resolve, reject) => {
       this.sends.set(id, { ep, dest, ctx, tag, bytes, resolve, reject });
       this.post(ep, ctx, tag, Codec.Rts, rts, reject);
@@ -98,7 +113,7 @@ export class Rendezvous {
   pull(req: Request, env: Envelope & { ctx?: number }): void {
     const rts = env.payload;
     const source = env.source;
-    if (rts.byteLength !== RTS_BYTES || rts[4]! > CODEC_MAX || rts[5]! | rts[6]! | rts[7]!) {
+    if (rts.byteLength !== this.rtsBytes || rts[4]! > CODEC_MAX || rts[5]! | rts[6]! | rts[7]!) {
       this.host.fail(this.corrupt(source, 'malformed announcement of a large message'));
       return;
     }
@@ -121,10 +136,10 @@ export class Rendezvous {
     const msg: IncomingMessage = { ctx: env.ctx ?? 0, source, tag: env.tag, codec: rts[4]!, payload: dest, seq: env.seq };
     if (address !== 0n && this.cma !== undefined && this.cma.read(source, address, dest)) {
       this.post(this.host.endpointTo(source), 0, id, Codec.Fin, NO_BYTES, undefined);
-      req.complete(msg);
+      if (this.intact(req, msg, rts)) req.complete(msg);
       return;
     }
-    this.pulls.set(source * (ID_MASK + 1) + id, { req, env: msg });
+    this.pulls.set(source * (ID_MASK + 1) + id, { req, env: msg, rts });
     this.post(this.host.endpointTo(source), 0, id, Codec.Cts, NO_BYTES, undefined);
   }
 
@@ -148,7 +163,7 @@ export class Rendezvous {
         this.pulls.delete(key);
         // Placed by placeData unless the transport had to assemble it elsewhere.
         if (m.payload !== p.env.payload) p.env.payload.set(m.payload);
-        p.req.complete(p.env);
+        if (this.intact(p.req, p.env, p.rts)) p.req.complete(p.env);
         return;
       }
       case Codec.Cts:
@@ -206,6 +221,18 @@ export class Rendezvous {
         }),
       );
     }
+  }
+
+  /**
+   * With --verify: whether the landed bytes are those the sender announced. If not, the receive
+   * rejects with ERR_IVCOM_CORRUPT and so does everything else (the peer cannot be trusted).
+   */
+  private intact(req: Request, msg: IncomingMessage, rts: Uint8Array): boolean {
+    if (this.verify === undefined || this.verify(msg.payload) >>> 0 === u32(rts, RTS_BYTES)) return true;
+    const err = checksumError(this.host.rank, msg.source, `a ${msg.payload.byteLength}-byte message (tag ${msg.tag})`);
+    req.fail?.(err);
+    this.host.fail(err, req.fail !== undefined);
+    return false;
   }
 
   /** Large sends announced and not yet taken, for a rank's report of what it waits for. */

@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ivcom::InitCma(env, exports);
   ivcom::InitUnix(env, exports);
   ivcom::InitTie(env, exports);
+  ivcom::InitChecksum(env, exports);
   return exports;
 }
 

@@ -21,6 +21,7 @@ Napi::Object InitCopy(Napi::Env env, Napi::Object exports);
 Napi::Object InitCma(Napi::Env env, Napi::Object exports);
 Napi::Object InitUnix(Napi::Env env, Napi::Object exports);
 Napi::Object InitTie(Napi::Env env, Napi::Object exports);
+Napi::Object InitChecksum(Napi::Env env, Napi::Object exports);
 
 // Per-environment state (one per main thread / worker). Node-API has a single instance-data slot
 // per addon, so every concept that needs per-env state adds a field here; addon.cc owns it.

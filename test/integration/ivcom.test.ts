@@ -39,6 +39,35 @@ describe('ivcom transport', () => {
     expect(r.leftovers).toEqual([]);
   });
 
+  it('delivers payload bytes scribbled in a live ring as data; with --verify they are ERR_IVCOM_CORRUPT naming the peer', async () => {
+    const plain = await ivrun(['-n', '2', 'node', IVCOM, 'payload']);
+    expect(plain.stdout).toContain('scribbled payload: delivered 1000 bytes, changed');
+    expect(plain.code).toBe(0);
+    const checked = await ivrun(['-n', '2', '--verify', 'node', IVCOM, 'payload']);
+    expect(checked.stdout).toMatch(/scribbled payload: ERR_IVCOM_CORRUPT: rank 0: a 1000-byte message \(tag 3\) from rank 1 failed its end-to-end checksum/);
+    expect(checked.stdout).toContain('OK payload');
+    expect(checked.code).toBe(0);
+    expect([...plain.leftovers, ...checked.leftovers]).toEqual([]);
+  });
+
+  it.each([
+    ['single copy', []],
+    ['streamed through the ring', ['--single-copy', 'off']],
+    ['over tcp', ['--transport', 'tcp']],
+  ])('--verify checks a large message (%s) against the checksum announced at send()', async (_how, args) => {
+    const plain = await ivrun(['-n', '2', ...args, 'node', IVCOM, 'tamper']);
+    expect(plain.stdout).toContain('tampered large message: delivered 1048576 bytes, changed');
+    // IVCOM_VERIFY=1 in ivrun's environment is the same as --verify.
+    const checked = await ivrun(['-n', '2', ...args, 'node', IVCOM, 'tamper'], { env: { IVCOM_VERIFY: '1' } });
+    expect(checked.stdout).toMatch(/tampered large message: ERR_IVCOM_CORRUPT: rank 0: a 1048576-byte message \(tag 3\) from rank 1 failed its end-to-end checksum/);
+    expect(checked.stderr).not.toContain('IvcomWarning');
+    for (const r of [plain, checked]) {
+      expect(r.stdout).toContain('OK tamper');
+      expect(r.code).toBe(0);
+      expect(r.leftovers).toEqual([]);
+    }
+  });
+
   it('carries a 1 GiB message through a 1 MiB ring, checksummed both ways', async () => {
     const r = await ivrun(['-n', '2', '--transport', 'ivcom', '--ring-bytes', String(1 << 20), 'node', P2P, 'big'], {
       env: { BIG_MIB: '1024' },

@@ -343,6 +343,53 @@ describe('ivcom channel shutdown and re-entry', () => {
     expect(a.ch.pendingSends).toBe(0);
   });
 
+  it('reports the peer closed only after the whole streamed message it wrote before closing', async () => {
+    // Regression: the closed word was read after a drain bounded to one ring's worth, while the
+    // producer (another process) wrote the last chunks of a large message and closed during that
+    // drain: the close was honoured with those chunks still in the ring, and the message was
+    // reported lost. Here the receiver's copy hook runs the producer in the middle of each drain;
+    // the sizes move the moment of the close across the phases of a drain.
+    for (let k = 0; k < 16; k++) {
+      let inDrain = false;
+      let busy = false;
+      let wrote = false;
+      const pair = makePair({
+        ringBytes: 64 * 1024,
+        chunkBytes: 16 * 1024,
+        copy: (dst, dOff, src, sOff, n) => {
+          dst.set(src.subarray(sOff, sOff + n), dOff);
+          if (!inDrain || busy) return;
+          busy = true;
+          a.ch.poll(); // writes what fits of the queued message
+          if (!wrote && a.ch.pendingSends === 0) {
+            wrote = true;
+            void a.ch.close();
+            a.ch.shutdown(); // closed word, then one doorbell: what finalize() does
+          }
+          busy = false;
+        },
+      });
+      const { a, b } = pair;
+      const big = pattern((1 << 20) + k * 4096, k);
+      const sent = a.ch.send(msg(big, 5));
+      expect(sent).toBeInstanceOf(Promise);
+      for (let i = 0; i < 400 && !wrote; i++) {
+        inDrain = true;
+        b.ch.idle();
+        inDrain = false;
+      }
+      // The doorbell of the close wakes the receiver once more.
+      for (let i = 0; i < 3; i++) b.ch.idle();
+      await sent;
+      expect(wrote).toBe(true);
+      expect(b.fails).toEqual([]);
+      expect(b.got.length, `size ${big.byteLength}`).toBe(1);
+      expect(sameBytes(b.got[0]!.payload, big)).toBe(true);
+      // Closed once, and only after the message was delivered.
+      expect(b.closedAfter, `size ${big.byteLength}`).toEqual([1]);
+    }
+  });
+
   it('a deliver() callback that polls again does not deliver twice', () => {
     const sab = new SharedArrayBuffer(segmentBytes(4096));
     const prod = makeSide(sab, true, 0, 1, 4096, () => {});

@@ -20,6 +20,8 @@ export interface Side {
   fails: Error[];
   /** Times this side rang the peer's bell. */
   rings: number;
+  /** Messages delivered at each moment the peer's in-order close was reported. */
+  closedAfter: number[];
 }
 
 export interface Pair {
@@ -50,7 +52,7 @@ export function makeSide(
   ring: () => void,
   o: PairOptions = {},
 ): Side {
-  const side: Side = { ch: undefined as unknown as IvcomChannel, got: [], fails: [], rings: 0 };
+  const side: Side = { ch: undefined as unknown as IvcomChannel, got: [], fails: [], rings: 0, closedAfter: [] };
   side.ch = new IvcomChannel({
     sab,
     ringBytes,
@@ -69,6 +71,7 @@ export function makeSide(
     },
     deliver: (m) => side.got.push(m),
     fail: (e) => side.fails.push(e),
+    peerClosed: () => side.closedAfter.push(side.got.length),
   });
   return side;
 }

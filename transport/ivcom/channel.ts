@@ -231,11 +231,31 @@ export class IvcomChannel implements RingHost {
   idle(): number {
     if (this.state !== OPEN) return 0;
     this.rx.arm();
-    const n = this.rx.drain();
+    // The peer's closed word is read BEFORE the drain. The peer sets it (seq-cst) after publishing
+    // its last record, so once it is seen, a drain that then reaches an empty ring has delivered
+    // everything. Read after the drain it would prove nothing: a drain is bounded to one ring's
+    // worth, and a peer streaming a large message can publish its last chunks and close while
+    // the drain runs — honouring that close would drop the chunks still in the ring (a streamed
+    // message reported lost when its sender finalized right after writing it).
+    // Any value but 0 means closed (the word is the peer's).
+    const peerClosed = !this.peerClosedSeen && Atomics.load(this.i32, this.peerClosedW) !== 0;
+    let n = this.rx.drain();
     if (this.tx.pending !== 0) this.tx.pump(true);
-    // A closing peer sets its closed word and rings once, so this runs: after the drain above,
-    // everything it sent has been delivered. Any value but 0 means closed (the word is the peer's).
-    if (!this.peerClosedSeen && this.state === OPEN && Atomics.load(this.i32, this.peerClosedW) !== 0) {
+    if (!peerClosed) return n;
+    // Nothing is published after the close: each further drain only shrinks what is left.
+    while (this.state === OPEN && !this.rx.emptied) {
+      const before = this.rx.consumed;
+      const more = this.rx.drain();
+      if (this.rx.consumed === before && !this.rx.emptied) {
+        // Re-entered from a deliver() callback (the outer drain is still running) or stopped on a
+        // failure: look again once this turn of the event loop is over (the closing peer rings
+        // only once, so no doorbell will come back for it).
+        setImmediate(() => this.idle());
+        return n;
+      }
+      n += more;
+    }
+    if (this.state === OPEN) {
       this.peerClosedSeen = true;
       this.peerClosedCb?.();
     }

@@ -48,6 +48,11 @@ export class RxRing extends RingHalf {
   private dataArmed = false;
   /** drain() is on the stack (a deliver() callback polled again): no re-entry. */
   private draining = false;
+  /**
+   * The last drain() stopped because nothing was published at its index (not on its budget, a
+   * failure or re-entry): everything published before it started has been delivered.
+   */
+  emptied = false;
   // Message being reassembled from fragments.
   private cur: Uint8Array | undefined;
   private curReceived = 0;
@@ -66,6 +71,11 @@ export class RxRing extends RingHalf {
     this.releaseBytes = o.releaseBytes;
     this.deliverCb = o.deliver;
     this.allocateCb = o.allocate;
+  }
+
+  /** Bytes consumed so far (mod 2^32): tells whether a drain moved at all. */
+  get consumed(): number {
+    return this.cons;
   }
 
   /** Spinning again: the producer need not ring. */
@@ -94,6 +104,7 @@ export class RxRing extends RingHalf {
    * producer that never stops cannot keep it here). Never throws on bad data.
    */
   drain(): number {
+    this.emptied = false;
     if (this.draining) return 0;
     this.draining = true;
     try {
@@ -122,7 +133,10 @@ export class RxRing extends RingHalf {
         // Acquire: pairs with the producer's Atomics.store of this magic word, the last word it
         // writes of a record. Zero: nothing published here yet (the producer clears it first).
         const magic = Atomics.load(i32, w + 1);
-        if (magic === 0) break;
+        if (magic === 0) {
+          this.emptied = true;
+          break;
+        }
         if (magic !== RECORD_MAGIC) return this.corruptAt(cons, 'bad record magic', delivered);
         cons = (cons + skip) >>> 0;
         // Every other header word read exactly once into a local, after the magic.

@@ -2,6 +2,9 @@
 // as undefined, a WeakMap as {}): functions, symbols, weak collections and references, promises,
 // proxies, anywhere in the value. Everything else msgpackr's structured-clone mode carries.
 //
+// The same walk bounds nesting: msgpackr packs and unpacks by recursion, one level of the value
+// per few stack frames, so a deeper value would overflow the stack (MAX_DEPTH says why 512).
+//
 // A send pays for one walk of the value. The common case (a small acyclic object) walks by plain
 // recursion without allocating; a value that is deep, cyclic or heavily shared is walked again
 // with a visited set and an explicit stack, so no shape makes it slow or overflows the stack.
@@ -12,11 +15,27 @@ import { types } from 'node:util';
 const DEEP = 32;
 const WIDE = 4096;
 
-/** What refuses to be cloned, described for an error message, or undefined when all is clonable. */
-export function refusal(value: unknown): string | undefined {
+/**
+ * Most containers (arrays, objects, Maps, Sets) a value may nest. From an empty stack msgpackr
+ * overflows Node 20's default stack at ~700 nested Sets, ~1,200 objects, ~1,400 arrays (measured,
+ * docs/decisions.md), and sooner when the send is itself called deep in a program; 512 keeps a
+ * margin for the caller's frames and is far beyond real data.
+ */
+export const MAX_DEPTH = 512;
+
+/** Why a value cannot be sent: what structured clone refuses, or nesting beyond MAX_DEPTH. */
+export interface Refusal {
+  tooDeep: boolean;
+  /** Described for an error message. */
+  what: string;
+}
+
+/** Why the value cannot be sent, or undefined when it can. */
+export function refusal(value: unknown): Refusal | undefined {
   const budget = { containers: 0 };
   const r = quick(value, 0, budget);
-  return r === TOO_BIG ? thorough(value) : r;
+  if (r === TOO_BIG) return thorough(value);
+  return r === undefined ? undefined : { tooDeep: false, what: r };
 }
 
 const TOO_BIG = '\0';
@@ -81,21 +100,35 @@ function quick(v: unknown, depth: number, budget: { containers: number }): strin
   return undefined;
 }
 
-function thorough(root: unknown): string | undefined {
+/**
+ * Pre-order, children in order, each object at the depth of its first visit: the order msgpackr
+ * packs in (with structured cloning a second visit is a reference, not nesting), so the depth
+ * found is the depth msgpackr would recurse to.
+ */
+function thorough(root: unknown): Refusal | undefined {
   const seen = new Set<object>();
   const stack: unknown[] = [root];
+  const depths: number[] = [1];
+  const children: unknown[] = [];
   while (stack.length > 0) {
     const v = stack.pop();
+    const depth = depths.pop()!;
     if (v === null || (typeof v !== 'object' && typeof v !== 'function' && typeof v !== 'symbol')) continue;
     const leaf = refusedLeaf(v as object);
-    if (leaf !== undefined) return leaf;
+    if (leaf !== undefined) return { tooDeep: false, what: leaf };
     const o = v as object;
     if (seen.has(o) || opaque(o)) continue;
+    if (depth > MAX_DEPTH) return { tooDeep: true, what: `a value nested more than ${MAX_DEPTH} levels deep` };
     seen.add(o);
-    if (Array.isArray(o)) for (let i = 0; i < o.length; i++) stack.push(o[i]);
-    else if (types.isMap(o)) for (const [k, x] of o as Map<unknown, unknown>) stack.push(k, x);
-    else if (types.isSet(o)) for (const x of o as Set<unknown>) stack.push(x);
-    else for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) stack.push((o as Record<string, unknown>)[k]);
+    children.length = 0;
+    if (Array.isArray(o)) for (let i = 0; i < o.length; i++) children.push(o[i]);
+    else if (types.isMap(o)) for (const [k, x] of o as Map<unknown, unknown>) children.push(k, x);
+    else if (types.isSet(o)) for (const x of o as Set<unknown>) children.push(x);
+    else for (const k in o) if (Object.prototype.hasOwnProperty.call(o, k)) children.push((o as Record<string, unknown>)[k]);
+    for (let i = children.length - 1; i >= 0; i--) {
+      stack.push(children[i]);
+      depths.push(depth + 1);
+    }
   }
   return undefined;
 }

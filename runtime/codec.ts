@@ -4,9 +4,10 @@
 // bigint of any size, undefined, cycles and nested typed arrays survive.
 
 import { Packr } from 'msgpackr';
+import { MAX_MESSAGE_BYTES } from '../transport/wire.js';
 import { Codec } from './codec-ids.js';
-import { refusal } from './clonable.js';
-import { CorruptError, UnserializableError } from './errors.js';
+import { MAX_DEPTH, refusal } from './clonable.js';
+import { CorruptError, TooLargeError, UnserializableError } from './errors.js';
 import { CODEC_OF_PROTO, CTOR_OF_CODEC, eachKind } from './typed.js';
 
 export { Codec, CODEC_MAX } from './codec-ids.js';
@@ -63,21 +64,57 @@ export function encode(value: unknown): Encoded {
       view.set(value as unknown as ArrayLike<unknown>);
       return { codec, bytes: scratchU8.slice(0, value.byteLength) };
     }
+    if (value.byteLength > MAX_MESSAGE_BYTES) throw tooLarge(`a ${value.constructor.name} of ${value.byteLength} bytes`);
     const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
     if (Buffer.isBuffer(value)) return { codec: Codec.Buffer, bytes };
     if (value instanceof DataView) return { codec: Codec.DataView, bytes };
     if (codec !== undefined) return { codec, bytes };
     // A typed-array subclass or a kind this Node does not list: keep its contents via msgpackr.
   } else if (value instanceof ArrayBuffer) {
+    if (value.byteLength > MAX_MESSAGE_BYTES) throw tooLarge(`an ArrayBuffer of ${value.byteLength} bytes`);
     return { codec: Codec.ArrayBuffer, bytes: new Uint8Array(value) };
   }
   const refused = refusal(value);
+  if (refused?.tooDeep) throw tooDeep(refused.what);
   if (refused !== undefined) {
     throw new UnserializableError(
-      `cannot send ${refused}: structured clone refuses it, and it would arrive as something else; send plain data (or its parts) instead`,
+      `cannot send ${refused.what}: structured clone refuses it, and it would arrive as something else; send plain data (or its parts) instead`,
     );
   }
-  return { codec: Codec.Msgpack, bytes: packr.pack(value) };
+  try {
+    return { codec: Codec.Msgpack, bytes: packr.pack(value) };
+  } catch (err) {
+    // Within MAX_DEPTH, yet the stack ran out: the send was called from deep in the program.
+    if (isStackOverflow(err)) throw tooDeep('a value this deeply nested from this point of the program', err);
+    if (err instanceof RangeError || PACKED_TOO_LARGE.test((err as Error)?.message)) {
+      throw tooLarge(`a value whose encoded form exceeds that (${(err as Error).message})`, err);
+    }
+    throw err;
+  }
+}
+
+/** msgpackr's refusal (a plain Error) to grow its output past buffer.constants.MAX_LENGTH. */
+const PACKED_TOO_LARGE = /larger than maximum buffer size/;
+
+function isStackOverflow(err: unknown): boolean {
+  return err instanceof RangeError && err.message.includes('Maximum call stack size exceeded');
+}
+
+function tooLarge(what: string, cause?: unknown): TooLargeError {
+  return new TooLargeError(
+    `cannot send ${what}: a message arrives as one array, and one array of Node ${process.version} holds at most ` +
+      `${MAX_MESSAGE_BYTES} bytes (buffer.constants.MAX_LENGTH); send it in parts of at most that many bytes ` +
+      `(e.g. subarray slices, one message each) and join them on the receiver`,
+    { cause },
+  );
+}
+
+function tooDeep(what: string, cause?: unknown): UnserializableError {
+  return new UnserializableError(
+    `cannot send ${what}: values may nest at most ${MAX_DEPTH} levels (arrays, objects, Maps, Sets inside each other), ` +
+      `since encoding and decoding recurse once per level; flatten it (e.g. a list of nodes that name their parent by index)`,
+    { cause },
+  );
 }
 
 /**
@@ -90,6 +127,12 @@ export function decode(codec: number, bytes: Uint8Array, peer: number): unknown 
       try {
         return packr.unpack(bytes.byteLength <= ON_HEAP_MAX ? offHeap(bytes) : bytes);
       } catch (err) {
+        if (isStackOverflow(err)) {
+          throw new CorruptError(
+            `message from rank ${peer} nests too deeply to decode (senders refuse values deeper than ${MAX_DEPTH} levels): the peer is broken or hostile`,
+            { peer, cause: err },
+          );
+        }
         throw new CorruptError(`message from rank ${peer} could not be decoded: ${(err as Error).message}`, {
           peer,
           cause: err,

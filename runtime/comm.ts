@@ -9,7 +9,7 @@ import type { ActiveCollective } from './report.js';
 import { encode } from './codec.js';
 import { ANY_SOURCE, ANY_TAG, PROC_NULL } from './constants.js';
 import type { Engine } from './engine.js';
-import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, UnserializableError } from './errors.js';
+import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, TooLargeError, UnserializableError } from './errors.js';
 import { ANY, type Envelope } from './match.js';
 import { MatchedMessage } from './matched.js';
 import { NULL_STATUS, Receive, nullResult, statusOf, Yield, type Message, type ReceiveOwner, type Status } from './receive.js';
@@ -89,9 +89,9 @@ export class Comm {
     try {
       enc = encode(data);
     } catch (e) {
-      return Promise.reject(
-        e instanceof UnserializableError ? new UnserializableError(`rank ${this.rank}: send to rank ${dest} (tag ${tag}): ${e.message}`, { rank: this.rank, peer: dest }) : e,
-      );
+      if (!(e instanceof UnserializableError || e instanceof TooLargeError)) return Promise.reject(e);
+      const Kind = e instanceof TooLargeError ? TooLargeError : UnserializableError;
+      return Promise.reject(new Kind(`rank ${this.rank}: send to rank ${dest} (tag ${tag}): ${e.message}`, { rank: this.rank, peer: dest, cause: e.cause }));
     }
     return this.engine.send(ctx, this.world(dest), tag, enc.codec, enc.bytes, sync);
   }

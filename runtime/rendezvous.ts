@@ -19,6 +19,7 @@
 
 import type { Endpoint, IncomingMessage, OutgoingMessage } from '../transport/transport.js';
 import type { CrossMemory } from '../transport/cma.js';
+import { MAX_MESSAGE_BYTES } from '../transport/wire.js';
 import { CorruptError, PeerLostError } from './errors.js';
 import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { Envelope, Request } from './match.js';
@@ -120,7 +121,7 @@ export class Rendezvous {
     const id = u32(rts, 0);
     const n = announcedBytes(rts);
     const address = BigInt(u32(rts, 16)) | (BigInt(u32(rts, 20)) << 32n);
-    if (id === 0 || id > ID_MASK || !Number.isSafeInteger(n)) {
+    if (id === 0 || id > ID_MASK || !Number.isSafeInteger(n) || n > MAX_MESSAGE_BYTES) {
       this.host.fail(this.corrupt(source, `announcement id ${id}, ${n} bytes`));
       return;
     }

@@ -59,6 +59,8 @@ export class StateError extends kind('ERR_IVCOM_STATE') {}
 export class UnsupportedError extends kind('ERR_IVCOM_UNSUPPORTED') {}
 /** A value structured clone refuses (a function, a symbol, a WeakMap...): it cannot be sent. */
 export class UnserializableError extends kind('ERR_IVCOM_UNSERIALIZABLE') {}
+/** A message larger than one array of this Node can hold (wire.ts MAX_MESSAGE_BYTES): split it. */
+export class TooLargeError extends kind('ERR_IVCOM_TOO_LARGE') {}
 /** Collective participants disagree (different lengths, types or counts). */
 export class CollectiveMismatchError extends kind('ERR_IVCOM_COLLECTIVE_MISMATCH') {}
 /** A native call failed: carries errno and syscall like Node's system errors. */

@@ -4,9 +4,17 @@
 // their 4-byte-aligned records (32-bit words, the same layout on the little-endian hosts the
 // segment is used on: checked at load by ivcom/layout.ts).
 
+import { constants as bufferConstants } from 'node:buffer';
 import type { MessageHeader } from './transport.js';
 
 export const HEADER_BYTES = 24;
+
+/**
+ * The largest payload a frame may carry: a message arrives as one Uint8Array, and one array of
+ * Node 20 holds at most buffer.constants.MAX_LENGTH bytes (2^32, 4 GiB). A larger value must be
+ * sent in parts; a header claiming more is corrupt.
+ */
+export const MAX_MESSAGE_BYTES: number = bufferConstants.MAX_LENGTH;
 
 // Layout (little endian):
 //   0 u32 ctx   4 u32 source   8 i32 tag   12 u8 codec   13 u8 flags   14 u16 reserved (0)

@@ -35,6 +35,7 @@ describe.each(TRANSPORTS)('point to point over %s', (transport) => {
   it('PROC_NULL, byteLength, sync send, sendrecvMessage, mprobe/improbe, splitType, free, reduceScatter, MINLOC/MAXLOC', () => scenario('additions', 2, transport));
   it('rejects a receive that only a finished rank could satisfy (ERR_IVCOM_PEER_LOST), before or after it finished', () => scenario('finishedpeer', 2, transport));
   it('refuses at the send what structured clone refuses (ERR_IVCOM_UNSERIALIZABLE), delivering none of it', () => scenario('unserializable', 2, transport));
+  it('refuses a message over the one-array limit (ERR_IVCOM_TOO_LARGE) and over the depth limit, then carries the deepest allowed and a sparse array', () => scenario('limits', 2, transport));
   it('rejects every operation after finalize() at once with ERR_IVCOM_STATE naming it', () => scenario('afterfinalize', 2, transport));
   it('wakes a sleeping receive after iprobe looked around meanwhile', () => scenario('probewake', 2, transport));
   it('rejects bad arguments with Node codes', () => scenario('badargs', 2, transport));

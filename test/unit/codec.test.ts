@@ -1,6 +1,10 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { MAX_DEPTH } from '../../runtime/clonable.js';
 import { Codec, decode, encode } from '../../runtime/codec.js';
+import { CorruptError, TooLargeError, UnserializableError } from '../../runtime/errors.js';
+import { MAX_MESSAGE_BYTES } from '../../transport/wire.js';
 
 const roundTrip = (v: unknown) => {
   const e = encode(v);
@@ -63,5 +67,78 @@ describe('codec', () => {
   it('keeps structured values through msgpackr', () => {
     const v = { m: new Map([[1, new Set(['a'])]]), d: new Date(3), b: 1n << 300n, u: undefined, n: [null, new Uint16Array([7])] };
     expect(isDeepStrictEqual(roundTrip(v), v)).toBe(true);
+  });
+});
+
+describe('codec limits', () => {
+  // ArrayBuffers are zero pages until written: 5 GiB of address space, no 5 GiB of memory.
+  const FIVE_GIB = 5 * 2 ** 30;
+  const codeOf = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return e as Error & { code?: string };
+    }
+    throw new Error('did not throw');
+  };
+
+  it('refuses a message larger than one Node array (ERR_IVCOM_TOO_LARGE), naming the limit and the way out', () => {
+    expect(MAX_MESSAGE_BYTES).toBe(bufferConstants.MAX_LENGTH);
+    const f64 = new Float64Array(new ArrayBuffer(FIVE_GIB));
+    for (const v of [f64, f64.buffer, new DataView(f64.buffer), { nested: f64 }, [1, f64]]) {
+      const e = codeOf(() => encode(v));
+      expect(e).toBeInstanceOf(TooLargeError);
+      expect(e.code).toBe('ERR_IVCOM_TOO_LARGE');
+      expect(e.message).toContain(String(MAX_MESSAGE_BYTES));
+      expect(e.message).toMatch(/send it in parts/);
+    }
+    expect(codeOf(() => encode(f64)).message).toContain(`${FIVE_GIB} bytes`);
+    // The limit itself is allowed: a view of exactly MAX_MESSAGE_BYTES encodes (zero-copy).
+    expect(encode(new Uint8Array(f64.buffer, 0, MAX_MESSAGE_BYTES)).bytes.byteLength).toBe(MAX_MESSAGE_BYTES);
+  });
+
+  it(`refuses a value nested deeper than ${MAX_DEPTH} levels (ERR_IVCOM_UNSERIALIZABLE) without overflowing the stack`, () => {
+    const nest = (depth: number, wrap: (x: unknown) => unknown) => {
+      let v: unknown = 1;
+      for (let i = 0; i < depth; i++) v = wrap(v);
+      return v;
+    };
+    const wraps: Array<(x: unknown) => unknown> = [(x) => [x], (x) => ({ k: x }), (x) => new Map([[0, x]]), (x) => new Set([x])];
+    for (const wrap of wraps) {
+      expect(isDeepStrictEqual(roundTrip(nest(MAX_DEPTH, wrap)), nest(MAX_DEPTH, wrap))).toBe(true);
+      for (const depth of [MAX_DEPTH + 1, 10_000]) {
+        const e = codeOf(() => encode(nest(depth, wrap)));
+        expect(e).toBeInstanceOf(UnserializableError);
+        expect(e.code).toBe('ERR_IVCOM_UNSERIALIZABLE');
+        expect(e.message).toContain(`${MAX_DEPTH} levels`);
+      }
+    }
+    // Shared and cyclic references are not nesting: a second visit is a reference.
+    const shared = nest(MAX_DEPTH - 2, (x) => [x]); // under cyc and its array: exactly MAX_DEPTH
+    const cyc: { self?: unknown; deep: unknown } = { deep: [shared, shared] };
+    cyc.self = cyc;
+    expect(() => encode(cyc)).not.toThrow();
+  });
+
+  it('decodes a hostile deeply nested frame as ERR_IVCOM_CORRUPT, and decodes normally afterwards', () => {
+    // 200,000 nested one-element arrays: far past what recursion can unpack.
+    const depth = 200_000;
+    const bytes = new Uint8Array(depth + 1).fill(0x91);
+    bytes[depth] = 0xc0;
+    const e = codeOf(() => decode(Codec.Msgpack, bytes, 7));
+    expect(e).toBeInstanceOf(CorruptError);
+    expect(e.code).toBe('ERR_IVCOM_CORRUPT');
+    expect(e.message).toMatch(/rank 7 nests too deeply/);
+    expect(roundTrip({ after: [1, 2] })).toEqual({ after: [1, 2] });
+  });
+
+  it('delivers sparse-array holes as undefined entries (documented in docs/api.md)', () => {
+    const a: unknown[] = [1, , 3]; // eslint-disable-line no-sparse-arrays
+    a[6] = 7;
+    const b = roundTrip(a) as unknown[];
+    expect(b.length).toBe(7);
+    expect(b[1]).toBeUndefined();
+    expect(1 in b).toBe(true); // structured clone would keep the hole (1 in clone === false)
+    expect([b[0], b[2], b[6]]).toEqual([1, 3, 7]);
   });
 });

@@ -13,6 +13,7 @@ import {
   RECORD_MAGIC,
   segmentBytes,
 } from '../../transport/ivcom/layout.js';
+import { MAX_MESSAGE_BYTES } from '../../transport/wire.js';
 import { makePair, makeSide, msg, pattern, rng, type Side } from './ivcom-helpers.js';
 
 const RING = 4096;
@@ -99,6 +100,14 @@ describe('ivcom hostile peer: crafted consumer-side violations', () => {
       expect(b.got.length).toBe(0);
     });
   }
+
+  it('a message claimed larger than one Node array is corrupt even under the default limits', () => {
+    const sab = new SharedArrayBuffer(segmentBytes(RING));
+    const b = makeSide(sab, false, 1, 0, RING, () => {});
+    new Forger(sab).record({ len: 8, total: MAX_MESSAGE_BYTES + 8, flags: FRAG_FIRST });
+    expectCorruptOnce(b);
+    expect(b.fails[0]!.message).toContain(`exceeds the limit ${MAX_MESSAGE_BYTES}`);
+  });
 
   it('after the tail too short for a header, the record at the ring start is checked like any other', () => {
     const { b, f } = victim();

@@ -130,6 +130,13 @@ describe('rendezvous', () => {
     huge.fill(0xff, 8, 16);
     b.rv.pull(r, { source: 0, tag: 5, codec: Codec.Rts, payload: huge, seq: 0 });
     expect(b.failures[1]?.message).toMatch(/announcement id 1/);
+    const overLimit = new Uint8Array(24);
+    overLimit[0] = 1;
+    overLimit[8] = 1;
+    overLimit[12] = 1; // 2^32 + 1 bytes: more than one Node array holds
+    b.rv.pull(r, { source: 0, tag: 5, codec: Codec.Rts, payload: overLimit, seq: 0 });
+    expect(b.failures[2]).toMatchObject({ code: 'ERR_IVCOM_CORRUPT', peer: 0 });
+    expect(b.failures[2]?.message).toMatch(/announcement id 1, 4294967297 bytes/);
     a.rv.control({ ctx: 0, source: 1, tag: 99, codec: Codec.Fin, payload: new Uint8Array(0), seq: 0 });
     a.rv.control({ ctx: 0, source: 1, tag: 98, codec: Codec.Data, payload: new Uint8Array(10), seq: 0 });
     expect(a.failures.map((e) => (e as { code?: string }).code)).toEqual(['ERR_IVCOM_CORRUPT', 'ERR_IVCOM_CORRUPT']);

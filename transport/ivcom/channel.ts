@@ -26,6 +26,7 @@
 
 import type { IncomingMessage, OutgoingMessage } from '../transport.js';
 import { CorruptError, IvcomError, OutOfRangeError, PeerLostError, StateError } from '../errors.js';
+import { MAX_MESSAGE_BYTES } from '../wire.js';
 import {
   CLOSED_OFFSET_HIGH,
   CLOSED_OFFSET_LOW,
@@ -58,7 +59,7 @@ export interface ChannelLimits {
 export const DEFAULT_LIMITS: Readonly<ChannelLimits> = Object.freeze({
   maxCtx: 0xffffffff,
   maxCodec: 255,
-  maxMessageBytes: Number.MAX_SAFE_INTEGER,
+  maxMessageBytes: MAX_MESSAGE_BYTES,
 });
 
 export interface ChannelOptions {
@@ -170,7 +171,7 @@ export class IvcomChannel implements RingHost {
       peer: opts.peer,
       maxCtx: lim.maxCtx,
       maxCodec: lim.maxCodec,
-      maxMessage: Math.min(lim.maxMessageBytes, Number.MAX_SAFE_INTEGER),
+      maxMessage: Math.min(lim.maxMessageBytes, MAX_MESSAGE_BYTES),
       // The consumer publishes its index at least every releaseBytes while draining a batch, so
       // a producer working concurrently can refill the ring before the whole batch is copied out.
       releaseBytes: Math.max(this.chunkBytes, ringBytes >>> 3),

@@ -2,9 +2,9 @@
 // pair, opened lazily by the sender and used only in that direction: no connect races between
 // two ranks that start talking at once, and a closing receiver never resets data it still owes.
 
-import { constants as bufferConstants } from 'node:buffer';
 import net from 'node:net';
-import { AuthError, PeerLostError } from '../errors.js';
+import { AuthError, CorruptError, PeerLostError } from '../errors.js';
+import { MAX_MESSAGE_BYTES } from '../wire.js';
 import type { Capabilities, DestinationRequest, Endpoint, OutgoingMessage, Transport, Upcalls } from '../transport.js';
 import { encodePrefix, FLAG_FIRST, FLAG_LAST, FrameReader, PREFIX_BYTES } from './framing.js';
 import { clientHandshake, HANDSHAKE_TIMEOUT_MS, serverHandshake } from './handshake.js';
@@ -140,7 +140,7 @@ export class TcpTransport implements Transport {
   }
 
   private serve(sock: net.Socket, from: number, rest: Buffer): void {
-    const maxMessage = bufferConstants.MAX_LENGTH;
+    const maxMessage = MAX_MESSAGE_BYTES;
     const upcalls = this.opts.upcalls;
     const allocate = upcalls.allocate ? (h: DestinationRequest) => upcalls.allocate!(h) : undefined;
     const reader = new FrameReader({ peer: from, maxMessage, maxFragment: this.caps.maxFrame, allocate }, (m) => upcalls.deliver(m));
@@ -150,7 +150,7 @@ export class TcpTransport implements Transport {
       } catch (err) {
         sock.destroy();
         this.opts.upcalls.fail(
-          new AuthError(`rank ${this.opts.rank}: rank ${from} sent a malformed frame (${(err as Error).message}); closing that connection`, {
+          new CorruptError(`rank ${this.opts.rank}: rank ${from} sent a malformed frame (${(err as Error).message}); closing that connection`, {
             rank: this.opts.rank,
             peer: from,
           }),

@@ -20,7 +20,7 @@
 import type { Endpoint, IncomingMessage, OutgoingMessage } from '../transport/transport.js';
 import type { CrossMemory } from '../transport/cma.js';
 import { MAX_MESSAGE_BYTES } from '../transport/wire.js';
-import { CorruptError, PeerLostError } from './errors.js';
+import { CorruptError, NoMemoryError, PeerLostError } from './errors.js';
 import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { Envelope, Request } from './match.js';
 import type { StagingPool } from './staging.js';
@@ -129,8 +129,14 @@ export class Rendezvous {
     try {
       dest = this.destination(req, n);
     } catch (cause) {
+      // The message was matched and is dropped here: release the sender (as if taken), and
+      // report the failure where it happened, to the receive.
+      this.post(this.host.endpointTo(source), 0, id, Codec.Fin, NO_BYTES, undefined);
       req.fail?.(
-        new RangeError(`rank ${this.host.rank}: cannot allocate ${n} bytes for a message from rank ${source}: ${(cause as Error)?.message}`),
+        new NoMemoryError(
+          `rank ${this.host.rank}: cannot allocate ${n} bytes for a message from rank ${source} (${(cause as Error)?.message}); receive it into a buffer of your own with recvInto, or have the sender send less at a time`,
+          { rank: this.host.rank, peer: source, cause },
+        ),
       );
       return;
     }

@@ -61,6 +61,8 @@ export class UnsupportedError extends kind('ERR_IVCOM_UNSUPPORTED') {}
 export class UnserializableError extends kind('ERR_IVCOM_UNSERIALIZABLE') {}
 /** A message larger than one array of this Node can hold (wire.ts MAX_MESSAGE_BYTES): split it. */
 export class TooLargeError extends kind('ERR_IVCOM_TOO_LARGE') {}
+/** Memory for a message's bytes could not be had on the receiving side: receive into a buffer of your own (recvInto), or send less at a time. */
+export class NoMemoryError extends kind('ERR_IVCOM_NO_MEMORY') {}
 /** Collective participants disagree (different lengths, types or counts). */
 export class CollectiveMismatchError extends kind('ERR_IVCOM_COLLECTIVE_MISMATCH') {}
 /** A native call failed: carries errno and syscall like Node's system errors. */

@@ -16,7 +16,7 @@ interface End {
   inbox: IncomingMessage[];
 }
 
-function pair(cma?: (reader: number) => CrossMemory | undefined): [End, End] {
+function pair(cma?: (reader: number) => CrossMemory | undefined, staging: () => StagingPool = () => new StagingPool()): [End, End] {
   const ends: End[] = [];
   const deliver = (to: number, m: OutgoingMessage) => {
     const e = ends[to]!;
@@ -48,7 +48,7 @@ function pair(cma?: (reader: number) => CrossMemory | undefined): [End, End] {
       },
     };
     const end: End = { rank, failures: [], inbox: [], rv: undefined as unknown as Rendezvous };
-    end.rv = new Rendezvous({ rank, staging: new StagingPool(), endpointTo: () => ep, fail: (e) => end.failures.push(e) }, cma?.(rank));
+    end.rv = new Rendezvous({ rank, staging: staging(), endpointTo: () => ep, fail: (e) => end.failures.push(e) }, cma?.(rank));
     ends.push(end);
   }
   return ends as [End, End];
@@ -118,6 +118,22 @@ describe('rendezvous', () => {
       expect([...r.got!.payload]).toEqual([...src]);
     }
     expect(fake.allowed(0)).toBe(false); // the reader (rank 1) stops trying rank 0
+  });
+
+  it('rejects the receive with ERR_IVCOM_NO_MEMORY when the receiving side cannot get memory for the bytes, and releases the sender', async () => {
+    class Exhausted extends StagingPool {
+      override take(): Uint8Array | undefined {
+        throw new RangeError('Array buffer allocation failed');
+      }
+    }
+    const [a, b] = pair(undefined, () => new Exhausted());
+    const sent = a.rv.send(pairEndpoint(a), 1, 0, 5, Codec.Uint8, new Uint8Array(5000));
+    const r = receive();
+    b.rv.pull(r, b.inbox[0]!);
+    await sent; // the sender is released, not left waiting for a pull that will never come
+    expect((r.err as { code?: string })?.code).toBe('ERR_IVCOM_NO_MEMORY');
+    expect(r.err?.message).toMatch(/rank 1: cannot allocate 5000 bytes for a message from rank 0 .*recvInto/);
+    expect(r.got).toBeUndefined();
   });
 
   it('treats a malformed announcement or an unknown transfer as a corrupt peer', () => {

@@ -5,7 +5,7 @@
 
 import { Buffer } from 'node:buffer';
 import type { DestinationRequest, IncomingMessage } from '../transport.js';
-import { IvcomError } from '../errors.js';
+import { NoMemoryError } from '../errors.js';
 import { readHeaderWords, type HeaderWords } from '../wire.js';
 import { FRAG_FIRST, FRAG_LAST, FRAG_MASK, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, wordAt } from './layout.js';
 import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
@@ -264,9 +264,9 @@ export class RxRing extends RingHalf {
       return new Uint8Array(b.buffer, b.byteOffset, n);
     } catch (cause) {
       this.host.failWith(
-        new IvcomError(
-          `ivcom: cannot allocate ${n} bytes for a message from rank ${this.peer} ` +
-            `(${(cause as Error)?.message}); the channel is closed`,
+        new NoMemoryError(
+          `ivcom: rank ${this.rank} cannot allocate ${n} bytes for a message from rank ${this.peer} ` +
+            `(${(cause as Error)?.message}); the channel is closed. Give the rank more memory, or have the sender send less at a time`,
           { rank: this.rank, peer: this.peer, cause },
         ),
       );

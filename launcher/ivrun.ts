@@ -21,6 +21,7 @@ import { OutputFiles } from './output-files.js';
 import { ringMemoryWarning } from './ring-memory.js';
 import { rewriteHabits } from './habits.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
+import { parseTimeout, TIMEOUT_ENV } from './timeout.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** How ivrun runs itself on another host: the same node and the same install path, as mpirun's prefix. */
@@ -33,17 +34,6 @@ function version(): string {
   } catch {
     return 'unknown';
   }
-}
-
-/** Open MPI and MPICH end a job after this many seconds when it is set; so does ivrun. */
-const TIMEOUT_ENV = 'MPIEXEC_TIMEOUT';
-
-function timeoutFromEnv(): number | undefined {
-  const v = process.env[TIMEOUT_ENV];
-  if (v === undefined || v.trim() === '') return undefined;
-  const s = Number(v);
-  if (!Number.isFinite(s) || s <= 0) usageError(`${TIMEOUT_ENV}=${v}: must be a positive number of seconds; unset it for no limit`);
-  return s;
 }
 
 function usageError(msg: string): never {
@@ -85,7 +75,7 @@ async function main(): Promise<void> {
     .option('tag-output', { alias: ['prepend-rank', 'l'], type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
     .option('output-filename', { type: 'string', describe: "Write each rank's output to DIR/1/rank.N/stdout and stderr (Open MPI's layout) instead of ivrun's own" })
     .option('bind-to', { choices: ['none', 'core'] as const, default: 'none' as const, describe: 'core: each rank of a host on a CPU of its own (its affinity, set before it starts); none: the kernel places them' })
-    .option('timeout', { type: 'number', describe: `End the job (exit status 124) if it runs longer than this many seconds (default: $${TIMEOUT_ENV})` })
+    .option('timeout', { type: 'string', describe: `End the job (exit status 124) if it runs longer than this many seconds; 0 or Infinity: no limit (default: $${TIMEOUT_ENV})` })
     .option('single-copy', {
       choices: ['on', 'off'] as const,
       default: 'on' as const,
@@ -119,8 +109,6 @@ async function main(): Promise<void> {
 
   const command = argv._.map(String);
   if (command.length === 0) usageError('no command given; e.g. ivrun -n 4 node app.js');
-  const timeout = argv.timeout ?? timeoutFromEnv();
-  if (timeout !== undefined && !(timeout > 0)) usageError(`--timeout must be a positive number of seconds, got ${timeout}`);
   const ringBytes = argv['ring-bytes'];
   if (!isValidRingBytes(ringBytes)) {
     usageError(`--ring-bytes must be a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}, got ${ringBytes}`);
@@ -129,6 +117,16 @@ async function main(): Promise<void> {
     if (Array.isArray(v)) usageError(`${flag} was given ${v.length} times; give it once`);
     return v as T | undefined;
   };
+  const timeoutArg = one(argv.timeout, '--timeout');
+  const timeoutFrom = timeoutArg !== undefined ? '--timeout' : TIMEOUT_ENV;
+  const timeoutText = timeoutArg ?? process.env[TIMEOUT_ENV];
+  let timeout: number | undefined;
+  try {
+    // An empty MPIEXEC_TIMEOUT is unset; an empty --timeout is a mistake.
+    if (timeoutText !== undefined && (timeoutArg !== undefined || timeoutText.trim() !== '')) timeout = parseTimeout(timeoutText, timeoutFrom);
+  } catch (err) {
+    usageError((err as Error).message);
+  }
 
   // Where ranks run: a hostfile, -H, a Slurm allocation, or this machine alone.
   let hosts: HostSlots[] | undefined;
@@ -263,7 +261,7 @@ async function main(): Promise<void> {
     bindTo,
     oversubscribe: argv.oversubscribe,
     timeoutSec: timeout,
-    timeoutFrom: argv.timeout === undefined ? TIMEOUT_ENV : '--timeout',
+    timeoutFrom,
     transport: argv.transport,
     isolation: argv.isolation,
     ringBytes,

@@ -12,6 +12,7 @@ import type { HostEvents, HostLink } from './hosts/link.js';
 import { RemoteHost } from './hosts/remote.js';
 import type { Plan, PlanHost } from './plan.js';
 import type { OutputFiles } from './output-files.js';
+import { deadline } from './timeout.js';
 
 export interface JobOptions {
   jobId: string;
@@ -68,8 +69,6 @@ const SECONDARY_GRACE_MS = 250;
 const HOST_SILENCE_MS = 3000;
 /** Stderr lines kept per rank to name a failure's cause. */
 const TAIL_LINES = 30;
-/** setTimeout's ceiling (2^31 - 1 ms, ~24.8 days): a longer --timeout is waited out in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** How long ranks get to say what they wait for (a rank in an await answers within milliseconds). */
 const REPORT_WAIT_MS = 1000;
 /** A rank's report is cut here: it is for a person to read. */
@@ -86,7 +85,7 @@ export class Job {
   private finishing = false;
   private killTimer: NodeJS.Timeout | undefined;
   private silenceTimer: NodeJS.Timeout | undefined;
-  private timeoutTimer: NodeJS.Timeout | undefined;
+  private cancelTimeout: (() => void) | undefined;
   private resolveDone!: (code: number) => void;
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
@@ -108,8 +107,7 @@ export class Job {
   }
 
   private armTimeout(ms: number): void {
-    this.timeoutTimer = setTimeout(() => {
-      if (ms > MAX_TIMER_MS) return this.armTimeout(ms - MAX_TIMER_MS);
+    this.cancelTimeout = deadline(ms, () => {
       this.say(`job timed out after ${this.o.timeoutSec} s (${this.o.timeoutFrom ?? '--timeout'}); asking the ranks what they wait for`);
       void this.report().then(() => {
         if (this.tearingDown) return;
@@ -117,7 +115,7 @@ export class Job {
         this.say(`ending ranks ${running.join(', ')} (timed out)`);
         this.teardown(124);
       });
-    }, Math.min(ms, MAX_TIMER_MS));
+    });
   }
 
   /** Every other host first (their agents start in parallel), then this one. */
@@ -429,7 +427,7 @@ export class Job {
     await Promise.all(this.hosts.map((h) => h.finish()));
     clearTimeout(this.killTimer);
     clearTimeout(this.silenceTimer);
-    clearTimeout(this.timeoutTimer);
+    this.cancelTimeout?.();
     this.o.outputFiles?.close();
     this.resolveDone(this.exitCode);
   }

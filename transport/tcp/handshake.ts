@@ -5,12 +5,23 @@
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { RefusalReason } from './refusals.js';
 
 const MAGIC = 0x31435649; // 'IVC1' little endian
 const NONCE = 32;
 const MAC = 32;
 export const HELLO_BYTES = 4 + 4 + 4 + NONCE;
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** A handshake that failed, and which kind of failure it was (for the refusal counts). */
+export class HandshakeRefused extends Error {
+  constructor(
+    readonly reason: RefusalReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 function mac(secret: Buffer, role: string, from: number, to: number, a: Buffer, b: Buffer): Buffer {
   const h = createHmac('sha256', secret);
@@ -25,7 +36,7 @@ function readBytes(sock: Socket, n: number): Promise<{ bytes: Buffer; rest: Buff
   return new Promise((resolve, reject) => {
     let have: Buffer[] = [];
     let len = 0;
-    const timer = setTimeout(() => done(new Error(`handshake timed out after ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
+    const timer = setTimeout(() => done(new HandshakeRefused('idle', `handshake timed out after ${HANDSHAKE_TIMEOUT_MS} ms`)), HANDSHAKE_TIMEOUT_MS);
     timer.unref();
     const onData = (c: Buffer) => {
       have.push(c);
@@ -35,8 +46,8 @@ function readBytes(sock: Socket, n: number): Promise<{ bytes: Buffer; rest: Buff
         done(undefined, all.subarray(0, n), all.subarray(n));
       }
     };
-    const onEnd = () => done(new Error('connection closed during handshake'));
-    const onError = (e: Error) => done(e);
+    const onEnd = () => done(new HandshakeRefused('closed early', 'connection closed during handshake'));
+    const onError = (e: Error) => done(new HandshakeRefused('socket error', e.message));
     function done(err?: Error, bytes?: Buffer, rest?: Buffer) {
       clearTimeout(timer);
       sock.off('data', onData);
@@ -83,17 +94,17 @@ export async function serverHandshake(
   size: number,
 ): Promise<{ from: number; rest: Buffer }> {
   const { bytes: hello } = await readBytes(sock, HELLO_BYTES);
-  if (hello.readUInt32LE(0) !== MAGIC) throw new Error('not an ivcom connection (bad magic)');
+  if (hello.readUInt32LE(0) !== MAGIC) throw new HandshakeRefused('not ivcom', 'not an ivcom connection (bad magic)');
   const from = hello.readUInt32LE(4);
   const to = hello.readUInt32LE(8);
-  if (to !== self) throw new Error(`connection meant for rank ${to} reached rank ${self}`);
-  if (from >= size || from === self) throw new Error(`connection claims impossible rank ${from}`);
+  if (to !== self) throw new HandshakeRefused('wrong rank', `connection meant for rank ${to} reached rank ${self}`);
+  if (from >= size || from === self) throw new HandshakeRefused('impossible rank', `connection claims impossible rank ${from}`);
   const nonceC = hello.subarray(12, 12 + NONCE);
   const nonceS = randomBytes(NONCE);
   sock.write(Buffer.concat([nonceS, mac(secret, 'server', from, to, nonceC, nonceS)]));
   const { bytes: proof, rest } = await readBytes(sock, MAC);
   if (!timingSafeEqual(mac(secret, 'client', from, to, nonceS, nonceC), proof)) {
-    throw new Error(`connection claiming rank ${from} failed to prove it knows the job secret`);
+    throw new HandshakeRefused('bad proof', `connection claiming rank ${from} failed to prove it knows the job secret`);
   }
   return { from, rest };
 }

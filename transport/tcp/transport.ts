@@ -7,7 +7,8 @@ import { AuthError, CorruptError, PeerLostError } from '../errors.js';
 import { MAX_MESSAGE_BYTES } from '../wire.js';
 import type { Capabilities, DestinationRequest, Endpoint, OutgoingMessage, Transport, Upcalls } from '../transport.js';
 import { encodePrefix, FLAG_FIRST, FLAG_LAST, FrameReader, PREFIX_BYTES } from './framing.js';
-import { clientHandshake, HANDSHAKE_TIMEOUT_MS, serverHandshake } from './handshake.js';
+import { clientHandshake, HANDSHAKE_TIMEOUT_MS, HandshakeRefused, serverHandshake } from './handshake.js';
+import { RefusalLog } from './refusals.js';
 
 export interface TcpOptions {
   rank: number;
@@ -45,12 +46,18 @@ export class TcpTransport implements Transport {
   private joined!: () => void;
   private readonly whenJoined = new Promise<void>((r) => (this.joined = r));
   private closed = false;
+  /** Refused connections, said on stderr at a bounded rate (a stranger cannot flood the job's output). */
+  private readonly refusals: RefusalLog;
+
   /** Connections refused by the handshake (observable for tests and diagnostics). */
-  refused = 0;
+  get refused(): number {
+    return this.refusals.count;
+  }
 
   constructor(readonly opts: TcpOptions) {
     this.caps = { name: 'tcp', eagerLimit: EAGER, maxFrame: opts.fragmentBytes ?? FRAGMENT, latencyClass: 'network' };
     this.server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    this.refusals = new RefusalLog(opts.rank, (line) => process.stderr.write(line + '\n'));
   }
 
   /** Starts listening; resolves to the address peers should dial. */
@@ -100,7 +107,7 @@ export class TcpTransport implements Transport {
     sock.on('error', () => {}); // reported through 'close' handling below
     const { rank } = this.opts;
     const who = `${sock.remoteAddress}:${sock.remotePort}`;
-    const handshake = withTimeout(this.whenJoined, HANDSHAKE_TIMEOUT_MS, 'the job did not start in time').then(() =>
+    const handshake = withTimeout(this.whenJoined, HANDSHAKE_TIMEOUT_MS, new HandshakeRefused('job not started', 'the job did not start in time')).then(() =>
       serverHandshake(sock, this.secret!, rank, this.peers.length),
     );
     handshake.then(
@@ -111,12 +118,10 @@ export class TcpTransport implements Transport {
         this.serve(sock, h.from, h.rest);
       },
       (err: Error) => {
-        // A stranger: nothing it sent is delivered. Say so on stderr once per connection.
-        this.refused++;
+        // A stranger: nothing it sent is delivered, and it is said at a bounded rate.
         sock.destroy();
-        if (!this.closed) {
-          process.stderr.write(`ivcom: rank ${rank} refused a TCP connection from ${who}: ${err.message}\n`);
-        }
+        const reason = err instanceof HandshakeRefused ? err.reason : 'socket error';
+        this.refusals.refused(reason, who, err.message);
       },
     );
   }
@@ -179,6 +184,7 @@ export class TcpTransport implements Transport {
     await Promise.all([...this.endpoints.values()].map((e) => e.close()));
     this.server.close();
     for (const s of this.incoming) s.destroy();
+    this.refusals.close();
   }
 
   get isClosed(): boolean {
@@ -383,9 +389,9 @@ class TcpEndpoint implements Endpoint {
   }
 }
 
-function withTimeout(p: Promise<void>, ms: number, what: string): Promise<void> {
+function withTimeout(p: Promise<void>, ms: number, err: Error): Promise<void> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(what)), ms);
+    const t = setTimeout(() => reject(err), ms);
     t.unref();
     p.then(() => {
       clearTimeout(t);

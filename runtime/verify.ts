@@ -71,10 +71,16 @@ export function verifyingEndpoint(ep: Endpoint, crc: Checksum): Endpoint {
     caps,
     send(msg: OutgoingMessage): Promise<void> | undefined {
       if (msg.codec === Codec.Data) return ep.send(msg);
+      const parts = msg.parts;
+      const c = parts.length === 1 ? crc(parts[0]!) : checksumParts(crc, parts);
       const trailer = new Uint8Array(TRAILER_BYTES);
-      new DataView(trailer.buffer).setUint32(0, checksumParts(crc, msg.parts), true);
+      trailer[0] = c;
+      trailer[1] = c >>> 8;
+      trailer[2] = c >>> 16;
+      trailer[3] = c >>> 24;
       // A fresh message: the caller may reuse its own object once this returns.
-      return ep.send({ ...msg, parts: [...msg.parts, trailer], byteLength: msg.byteLength + TRAILER_BYTES });
+      const { ctx, source, tag, codec, byteLength } = msg;
+      return ep.send({ ctx, source, tag, codec, parts: parts.length === 1 ? [parts[0]!, trailer] : [...parts, trailer], byteLength: byteLength + TRAILER_BYTES });
     },
   };
 }

@@ -56,15 +56,91 @@ uint32_t TableCrc(uint32_t c, const uint8_t* p, size_t n) {
 }
 
 #if defined(__x86_64__)
+// The crc32 instruction takes 3 cycles but can start every cycle: one chain of it runs at a
+// third of the CPU's pace (~9 GB/s here). Three independent chains over three adjacent blocks
+// run at full pace; their CRCs are then joined by "appending" the zeros of the blocks after them
+// (a linear map, tabulated once per block length) — Mark Adler's crc32c.c, which is also how
+// the Linux kernel and Intel's ISA-L do it. Block lengths: long ones for the bulk, short ones
+// for the tail (powers of two, what the zeros operator below is built for).
+constexpr size_t kLong = 8192;
+constexpr size_t kShort = 256;
+
+using Shift = std::array<std::array<uint32_t, 256>, 4>;
+
+uint32_t Gf2Times(const uint32_t* mat, uint32_t vec) {
+  uint32_t sum = 0;
+  for (; vec != 0; vec >>= 1, mat++) {
+    if (vec & 1) sum ^= *mat;
+  }
+  return sum;
+}
+
+void Gf2Square(uint32_t* square, const uint32_t* mat) {
+  for (int n = 0; n < 32; n++) square[n] = Gf2Times(mat, mat[n]);
+}
+
+// The operator that feeds `len` zero bytes (a power of two) through the CRC register.
+Shift MakeShift(size_t len) {
+  uint32_t odd[32], even[32];
+  odd[0] = kPoly;  // one zero bit
+  for (int n = 1; n < 32; n++) odd[n] = uint32_t{1} << (n - 1);
+  Gf2Square(even, odd);  // two zero bits
+  Gf2Square(odd, even);  // four zero bits
+  const uint32_t* op = nullptr;
+  for (;;) {
+    Gf2Square(even, odd);  // doubles: 8 bits (one byte), then 4, 16, ... bytes
+    len >>= 1;
+    if (len == 0) {
+      op = even;
+      break;
+    }
+    Gf2Square(odd, even);
+    len >>= 1;
+    if (len == 0) {
+      op = odd;
+      break;
+    }
+  }
+  Shift s{};
+  for (uint32_t n = 0; n < 256; n++) {
+    s[0][n] = Gf2Times(op, n);
+    s[1][n] = Gf2Times(op, n << 8);
+    s[2][n] = Gf2Times(op, n << 16);
+    s[3][n] = Gf2Times(op, n << 24);
+  }
+  return s;
+}
+
+const Shift kShiftLong = MakeShift(kLong);
+const Shift kShiftShort = MakeShift(kShort);
+
+uint32_t Shifted(const Shift& z, uint32_t c) {
+  return z[0][c & 0xff] ^ z[1][(c >> 8) & 0xff] ^ z[2][(c >> 16) & 0xff] ^ z[3][c >> 24];
+}
+
+inline uint64_t Load64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Three chains over blocks [p, p+block), [p+block, ..), [p+2 block, ..), joined.
+__attribute__((target("sse4.2"))) uint64_t Three(uint64_t c0, const uint8_t* p, size_t block, const Shift& z) {
+  uint64_t c1 = 0, c2 = 0;
+  for (const uint8_t* end = p + block; p < end; p += 8) {
+    c0 = _mm_crc32_u64(c0, Load64(p));
+    c1 = _mm_crc32_u64(c1, Load64(p + block));
+    c2 = _mm_crc32_u64(c2, Load64(p + 2 * block));
+  }
+  c0 = Shifted(z, static_cast<uint32_t>(c0)) ^ c1;
+  return Shifted(z, static_cast<uint32_t>(c0)) ^ c2;
+}
+
 __attribute__((target("sse4.2"))) uint32_t HardwareCrc(uint32_t c, const uint8_t* p, size_t n) {
   uint64_t c64 = c;
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    c64 = _mm_crc32_u64(c64, v);
-    p += 8;
-    n -= 8;
-  }
+  for (; n >= 3 * kLong; n -= 3 * kLong, p += 3 * kLong) c64 = Three(c64, p, kLong, kShiftLong);
+  for (; n >= 3 * kShort; n -= 3 * kShort, p += 3 * kShort) c64 = Three(c64, p, kShort, kShiftShort);
+  for (; n >= 8; n -= 8, p += 8) c64 = _mm_crc32_u64(c64, Load64(p));
   uint32_t c32 = static_cast<uint32_t>(c64);
   while (n-- > 0) c32 = _mm_crc32_u8(c32, *p++);
   return c32;

@@ -16,8 +16,8 @@ export interface JobResult {
   stdout: string;
   stderr: string;
   ms: number;
-  /** Processes that still carried this job's marker after ivrun exited, and segments still held. */
-  leftovers: Array<number | string>;
+  /** What of the job outlived ivrun (jobLeftovers), after a short grace period. */
+  leftovers: string[];
 }
 
 /** Pids of processes whose environment carries the marker. */
@@ -57,6 +57,55 @@ export function segmentsOf(jobId: string): string[] {
   return found;
 }
 
+/** Listening or connected AF_UNIX sockets of job `jobId` (the agents' abstract names carry it). */
+export function unixSocketsOf(jobId: string): string[] {
+  const needle = `ivcom-${jobId}`;
+  return readFileSync('/proc/net/unix', 'latin1')
+    .split('\n')
+    .filter((l) => l.includes(needle))
+    .map((l) => `unix socket ${l.trim().split(/\s+/).pop()}`);
+}
+
+/**
+ * Everything of a job that must not outlive it, looked for the strong way: every process whose
+ * environment carries the job's marker (ranks, agents, wrappers), every memfd segment of the job
+ * held as an fd or mapped by ANY process of the machine, ivcom names in /dev/shm, and the job's
+ * sockets. Empty: nothing leaked.
+ */
+export function jobLeftovers(jobId: string, marker: string): string[] {
+  const procs = processesWith(marker).map((pid) => {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim();
+    } catch {
+      // exited meanwhile
+    }
+    return `pid ${pid} (${cmd})`;
+  });
+  return [...procs, ...segmentsOf(jobId), ...unixSocketsOf(jobId)];
+}
+
+/** Leftovers of a job once they had `graceMs` to go (the kernel reaps and unmaps asynchronously). */
+export async function settledLeftovers(jobId: string, marker: string, graceMs = 1000): Promise<string[]> {
+  const t0 = Date.now();
+  let left = jobLeftovers(jobId, marker);
+  while (left.length > 0 && Date.now() - t0 < graceMs) {
+    await new Promise((r) => setTimeout(r, 50));
+    left = jobLeftovers(jobId, marker);
+  }
+  return left;
+}
+
+/** The world rank a process of a job runs as (its IVCOM_RANK), or undefined. */
+export function rankOf(pid: number): number | undefined {
+  try {
+    const m = /(?:^|\0)IVCOM_RANK=(\d+)\0/.exec(readFileSync(`/proc/${pid}/environ`, 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Pids of processes whose command line contains `needle` (arguments joined by NUL). */
 export function ranksRunning(needle: string): number[] {
   const found: number[] = [];
@@ -80,11 +129,15 @@ export interface RunOptions {
    * `pid` is ivrun's; `marker` is in the environment of every process of the job.
    */
   onStdout?: (text: string, pid: number, marker: string) => void;
+  /** The job's id (IVCOM_JOB_ID; default random): its segments and sockets are named after it. */
+  jobId?: string;
+  /** How long the job's leftovers get to go after ivrun exited (default 1 s). */
+  graceMs?: number;
 }
 
 /** Runs `ivrun ...args`, waits for it, then looks for leftover processes of the job. */
 export async function ivrun(args: string[], opts: RunOptions = {}): Promise<JobResult> {
-  const id = randomBytes(8).toString('hex');
+  const id = opts.jobId ?? randomBytes(8).toString('hex');
   const marker = `IVCOM_TEST_MARK=${id}`;
   const [k, v] = marker.split('=') as [string, string];
   const t0 = performance.now();
@@ -105,13 +158,8 @@ export async function ivrun(args: string[], opts: RunOptions = {}): Promise<JobR
   clearTimeout(timer);
   const ms = performance.now() - t0;
   // Give the kernel a moment to reap whatever was killed at the very end.
-  let procs = processesWith(marker);
-  for (let i = 0; i < 20 && procs.length > 0; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    procs = processesWith(marker);
-  }
-  const leftovers: Array<number | string> = [...procs, ...segmentsOf(id)];
-  for (const pid of procs) {
+  const leftovers = await settledLeftovers(id, marker, opts.graceMs);
+  for (const pid of processesWith(marker)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {

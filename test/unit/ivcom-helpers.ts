@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import type { IncomingMessage, OutgoingMessage } from '../../transport/transport.js';
 import { IvcomChannel, type ChannelOptions } from '../../transport/ivcom/channel.js';
+import type { Grant, GrantSource } from '../../transport/ivcom/grant.js';
 import { segmentBytes } from '../../transport/ivcom/layout.js';
+import { IvcomTransport, type KmodLike } from '../../transport/ivcom/transport.js';
 export { rng } from '../helpers/rng.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -121,6 +123,99 @@ export async function spinUntil(done: () => boolean, step: () => void = () => {}
     await new Promise<void>((r) => setImmediate(r));
   }
   if (!done()) throw new Error('spinUntil: condition not reached');
+}
+
+/** The native addon's functions the real-kmod tests use. */
+export type NativeKmod = KmodLike & {
+  segmentCreate(name: string, bytes: number): number;
+  closeFd(fd: number): void;
+};
+
+export interface NativePair {
+  /** Rank 0's and rank 1's transports, attached to one real memfd segment. */
+  t: [IvcomTransport, IvcomTransport];
+  got: [IncomingMessage[], IncomingMessage[]];
+  fails: [Error[], Error[]];
+  /** The fds the transports closed (recorded, not closed: both live in this process). */
+  closed: number[];
+  seg: number;
+  efd0: number;
+  efd1: number;
+  /** Closes both transports, then each real fd once. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Two IvcomTransports (ranks 0 and 1) in this process over a REAL memfd segment and eventfd
+ * doorbells watched by the event loop, granted as the launcher would. Only closeFd is wrapped:
+ * both "ranks" share fd numbers, so closes are recorded and each real fd is closed once at the end.
+ */
+export function nativePair(k: NativeKmod, ringBytes: number): NativePair {
+  const bytes = segmentBytes(ringBytes);
+  const seg = k.segmentCreate('ivcom-unit', bytes);
+  const efd0 = k.eventfdCreate(); // rank 0 watches
+  const efd1 = k.eventfdCreate(); // rank 1 watches
+  const closed: number[] = [];
+  const wrapped: KmodLike = {
+    segmentMap: k.segmentMap,
+    eventfdCreate: k.eventfdCreate,
+    doorbellRing: k.doorbellRing,
+    doorbellDrain: k.doorbellDrain,
+    FdWatcher: k.FdWatcher,
+    copyBytes: k.copyBytes,
+    closeFd: (fd) => closed.push(fd),
+  };
+  const handlers = new Map<number, (g: Grant) => void>();
+  let granted = false;
+  const source = (rank: number): GrantSource => ({
+    request: () => {
+      if (granted) return;
+      granted = true;
+      setImmediate(() => {
+        handlers.get(0)!({ peer: 1, segmentFd: seg, bytes, localBellFd: efd0, peerBellFd: efd1, low: true });
+        handlers.get(1)!({ peer: 0, segmentFd: seg, bytes, localBellFd: efd1, peerBellFd: efd0, low: false });
+      });
+    },
+    onGrant: (cb) => handlers.set(rank, cb),
+  });
+  const got: [IncomingMessage[], IncomingMessage[]] = [[], []];
+  const fails: [Error[], Error[]] = [[], []];
+  const t = [0, 1].map(
+    (rank) =>
+      new IvcomTransport({
+        rank,
+        grants: source(rank),
+        kmod: wrapped,
+        ringBytes,
+        upcalls: { deliver: (m) => got[rank]!.push(m), fail: (e) => fails[rank]!.push(e) },
+      }),
+  ) as [IvcomTransport, IvcomTransport];
+  return {
+    t,
+    got,
+    fails,
+    closed,
+    seg,
+    efd0,
+    efd1,
+    async dispose() {
+      await Promise.all(t.map((x) => x.close()));
+      for (const fd of [seg, efd0, efd1]) k.closeFd(fd);
+    },
+  };
+}
+
+/** Resolves once `cond()` holds; rejects after `ms` (real time: for event-loop driven tests). */
+export function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const tick = () => {
+      if (cond()) resolve();
+      else if (Date.now() - t0 > ms) reject(new Error('timeout'));
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
 }
 
 /**

@@ -46,6 +46,10 @@ describe.each(impls)('CRC-32C, %s', (_name, crc) => {
       expect(c(v.subarray(cut), c(v.subarray(0, cut)))).toBe(c(v));
       expect(checksumParts(c, [v.subarray(0, cut), v.subarray(cut)])).toBe(c(v));
     }
+    // Around the native version's block boundaries (3 x 256 and 3 x 8192 bytes: chains joined).
+    for (const len of [767, 768, 769, 24_575, 24_576, 24_577, 49_152 + 768 + 9]) {
+      for (const off of [0, 3]) expect(c(big.subarray(off, off + len))).toBe(crc32cJs(big.subarray(off, off + len)));
+    }
     // Any typed array: its bytes.
     expect(c(new Uint32Array([0x34333231, 0x38373635]))).toBe(c(bytes('12345678')));
   });

@@ -3,7 +3,8 @@
 //   bandwidth: windows of 64 back-to-back messages, then a 1-byte ack (osu_bw)
 // Like OSU, receives go into a buffer allocated once (recvInto), so that the figure is the
 // transport's and not the allocator's. Run under ivrun with 2 ranks. Prints a table, or one
-// JSON line with --json.
+// JSON line with --json. --sizes=8,65536 measures only those sizes (default: 0 and powers of two
+// up to --max=, 4 MiB).
 
 import { finalize, init } from '../../runtime/index.js';
 import { helpIfAsked } from './common.js';
@@ -22,8 +23,10 @@ if (comm.size < 2) throw new Error('pingpong needs 2 ranks: ivrun -n 2 node ping
 const me = comm.rank;
 const peer = me === 0 ? 1 : 0;
 
-const sizes: number[] = [0];
-for (let s = 1; s <= MAX; s *= 2) sizes.push(s);
+const sizesArg = args.find((a) => a.startsWith('--sizes='));
+const sizes: number[] = sizesArg ? sizesArg.slice(8).split(',').map(Number) : [0];
+if (sizes.some((s) => !Number.isInteger(s) || s < 0)) throw new Error(`pingpong: --sizes takes byte counts, got ${sizesArg}`);
+if (!sizesArg) for (let s = 1; s <= MAX; s *= 2) sizes.push(s);
 
 // Round trips per size: more over memory, where each costs microseconds, than over TCP.
 const fast = comm.transportTo(peer) !== 'tcp';

@@ -2,7 +2,7 @@
 // rounds, medians and ratios (the machine is noisy: only same-run comparisons mean anything).
 //   npm run bench                       point-to-point, 5 rounds
 //   npm run bench -- --rounds 7 --quick
-//   npm run bench -- --suite collectives|idle|syscalls|domains|shared-cores
+//   npm run bench -- --suite collectives|idle|syscalls|domains|shared-cores|verify
 //   npm run bench -- --peers            (= --suite peers) the same patterns in C against Open MPI
 //                                       and in mpi4py, beside ivcom and its tcp (peers-run.ts)
 
@@ -13,7 +13,7 @@ import { BENCH_DIR, IVRUN, median, option, progressBar } from './common.js';
 import { publish, type Figure } from './results.js';
 import { osuBlock } from './osu.js';
 
-const HELP = `npm run bench -- [--suite p2p|collectives|peers|idle|syscalls|domains|shared-cores] [options]
+const HELP = `npm run bench -- [--suite p2p|collectives|peers|idle|syscalls|domains|shared-cores|verify] [options]
 
   --rounds N        interleaved rounds (medians are reported); default 5 (p2p), 3 (collectives, peers)
   --quick           shorter measurements
@@ -39,8 +39,8 @@ const suite = args.includes('--peers') ? 'peers' : opt('suite', 'p2p');
 const quick = args.includes('--quick');
 const transports = opt('transports', 'ivcom,tcp').split(',');
 
-function run(script: string, n: number, transport: string, extra: string[]): unknown | undefined {
-  const r = spawnSync(process.execPath, [ivrun, '-n', String(n), '--transport', transport, 'node', path.join(here, script), '--json', ...extra], {
+function run(script: string, n: number, transport: string, extra: string[], ivrunArgs: string[] = []): unknown | undefined {
+  const r = spawnSync(process.execPath, [ivrun, '-n', String(n), '--transport', transport, ...ivrunArgs, 'node', path.join(here, script), '--json', ...extra], {
     encoding: 'utf8',
     timeout: 600_000,
   });
@@ -207,7 +207,59 @@ if (suite === 'p2p') {
     figures.push({ series: t, op: 'syscalls-without-futex', ranks: 2, bytes: Number(size), unit: 'calls/msg', rounds: [p.all - p.futex], median: p.all - p.futex });
   }
   await publish('syscalls', 1, figures);
+} else if (suite === 'verify') {
+  // What --verify costs: 8 B latency, 64 KiB and 4 MiB bandwidth with and without it, per
+  // transport, interleaved in one run.
+  type R = { latency: [number, number][]; bandwidth: [number, number][] };
+  const LAT = 8;
+  const BW = [64 * 1024, 4 * 1024 * 1024];
+  const modes = [
+    { name: 'off', flags: [] as string[] },
+    { name: 'on', flags: ['--verify'] },
+  ];
+  const got = new Map<string, { lat: number[]; bw: number[][] }>();
+  const bar = progressBar('verify', rounds * transports.length * modes.length);
+  for (let r = 0; r < rounds; r++) {
+    for (const t of transports) {
+      for (const m of modes) {
+        bar.step(`round ${r + 1}/${rounds}: ${t}, verify ${m.name}`);
+        const extra = [`--sizes=${[LAT, ...BW].join(',')}`, ...(quick ? ['--quick'] : [])];
+        const res = run('pingpong.js', 2, t, extra, m.flags) as R | undefined;
+        if (!res) continue;
+        const key = `${t} verify ${m.name}`;
+        const g = got.get(key) ?? got.set(key, { lat: [], bw: BW.map(() => []) }).get(key)!;
+        g.lat.push(res.latency.find(([s]) => s === LAT)![1]);
+        BW.forEach((s, i) => g.bw[i]!.push(res.bandwidth.find(([x]) => x === s)![1]));
+      }
+    }
+  }
+  bar.stop();
+  console.log(`# --verify cost, 2 ranks, ${rounds} interleaved rounds, medians`);
+  console.log(['transport', 'verify', '8 B lat(us)', '64 KiB bw(MB/s)', '4 MiB bw(MB/s)'].map((h) => h.padStart(16)).join(''));
+  const figures: Figure[] = [];
+  for (const t of transports) {
+    const off = got.get(`${t} verify off`);
+    for (const m of modes) {
+      const g = got.get(`${t} verify ${m.name}`);
+      if (g === undefined) continue;
+      const lat = median(g.lat);
+      const bws = g.bw.map(median);
+      // Relative to verify off in the same run: + slower latency, - lower bandwidth.
+      const rel = (x: number, base: number | undefined) => (m.name === 'off' || base === undefined ? '' : ` (${x >= base ? '+' : ''}${(((x - base) / base) * 100).toFixed(0)}%)`);
+      const cells = [
+        t,
+        m.name,
+        lat.toFixed(2) + rel(lat, off && median(off.lat)),
+        ...bws.map((b, i) => b.toFixed(0) + rel(b, off && median(off.bw[i]!))),
+      ];
+      console.log(cells.map((c) => c.padStart(16)).join(''));
+      const series = `${t} verify ${m.name}`;
+      figures.push({ series, op: 'latency', ranks: 2, bytes: LAT, unit: 'us', rounds: g.lat, median: lat });
+      BW.forEach((s, i) => figures.push({ series, op: 'bandwidth', ranks: 2, bytes: s, unit: 'MB/s', rounds: g.bw[i]!, median: bws[i]! }));
+    }
+  }
+  await publish('verify', rounds, figures);
 } else {
-  console.error(`bench: unknown suite '${suite}' (p2p, collectives, peers, domains, shared-cores, idle or syscalls)`);
+  console.error(`bench: unknown suite '${suite}' (p2p, collectives, peers, domains, shared-cores, idle, syscalls or verify)`);
   process.exit(2);
 }

@@ -48,6 +48,10 @@ describe('ivcom transport', () => {
     expect(checked.stdout).toContain('OK payload');
     expect(checked.code).toBe(0);
     expect([...plain.leftovers, ...checked.leftovers]).toEqual([]);
+    // A value that is neither on nor off is refused, never guessed.
+    const bad = await ivrun(['-n', '1', 'node', IVCOM, 'payload'], { env: { IVCOM_VERIFY: 'yes' } });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("IVCOM_VERIFY must be 1 or 0, got 'yes'");
   });
 
   it.each([

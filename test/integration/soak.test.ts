@@ -1,6 +1,8 @@
 // Soak: ~20 000 mixed-size messages (0 B to 5 MiB: eager, rendezvous, streamed; ~750 MB) between
 // 4 ranks, pairwise and fan-in with ANY_SOURCE, each checked on receipt for loss, duplication,
-// reordering and corruption (sequence numbers and CRC-32C: test/fixtures/soak.ts), on every path.
+// reordering and corruption (sequence numbers and CRC-32C: test/fixtures/soak.ts), on every path;
+// then a last 3 MiB message per rank, its sender finalizing at once (the streamed-close bug: with
+// it, the 64 KiB-ring run failed about one time in six).
 
 import { describe, expect, it } from 'vitest';
 import { fixture, ivrun } from '../helpers/job.js';

@@ -16,6 +16,7 @@ import {
   RANK_TOKEN_ENV,
   type AttachReply,
   type AttachRequest,
+  EncodedMessage,
   readMessages,
   writeMessage,
   type LauncherMessage,
@@ -29,6 +30,7 @@ import { allocatorEnv } from './allocator.js';
 import { allowedCpus, bindPrefix, cpuPerRank } from './binding.js';
 import { RankDoor } from './rank-door.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
+import { hostLimits, rankCost, whyNotFit } from './limits.js';
 
 /** A rank's door token: 256 bits, never guessed. */
 const TOKEN_BYTES = 32;
@@ -88,6 +90,9 @@ export class HostAgent {
 
   /** Creates the host's domains and grant broker, then spawns its ranks. */
   static async start(spec: HostSpec, events: AgentEvents): Promise<HostAgent> {
+    // Refused before anything is made or spawned: a job that cannot fit fails whole, saying why.
+    const tooMany = whyNotFit(spec.ranks.length, rankCost(spec.command), hostLimits(), hostname());
+    if (tooMany !== undefined) throw new Error(`cannot start its ranks: ${tooMany}`);
     const grants = spec.transport === 'tcp' ? undefined : await grantBroker(spec);
     let domains: NetnsDomains | undefined;
     if (spec.isolation === 'netns') {
@@ -108,7 +113,17 @@ export class HostAgent {
     }
     const agent = new HostAgent(spec, events, grants, domains);
     agent.door = await RankDoor.open(spec.jobId, spec.node, (req) => agent.admit(req));
-    spec.ranks.forEach((r, i) => agent.spawnRank(r.rank, r.domain, cpus?.[i]));
+    for (const [i, r] of spec.ranks.entries()) {
+      try {
+        agent.spawnRank(r.rank, r.domain, cpus?.[i]);
+      } catch (err) {
+        // A limit the check above could not see (another program took the fds meanwhile): the
+        // job ends naming it; the ranks already started are ended with it.
+        const e = err as NodeJS.ErrnoException;
+        events.failed(r.rank, `could not be started: ${e.message}${e.code === 'EMFILE' ? ' (too many open files in ivrun: raise ulimit -n or run fewer ranks)' : ''}`, 1);
+        break;
+      }
+    }
     return agent;
   }
 
@@ -217,10 +232,10 @@ export class HostAgent {
     } else this.grants.request(st.rank, peer);
   }
 
-  send(rank: number, msg: LauncherMessage): void {
+  send(rank: number, msg: LauncherMessage | EncodedMessage): void {
     const st = this.ranks.get(rank);
     if (st === undefined) return;
-    if (msg.op === 'start') st.started = true;
+    if ((msg instanceof EncodedMessage ? msg.msg : msg).op === 'start') st.started = true;
     writeMessage(st.ctl, msg);
   }
 
@@ -263,9 +278,9 @@ export class HostAgent {
 }
 
 async function grantBroker(spec: HostSpec): Promise<GrantBroker | undefined> {
+  let broker: typeof import('./grants.js');
   try {
-    const { KmodGrantBroker } = await import('./grants.js');
-    return new KmodGrantBroker(spec.ranks.map((r) => r.rank), spec.jobId, spec.ringBytes);
+    broker = await import('./grants.js');
   } catch (err) {
     // Without the native addon there is no shared memory to grant. That is an error only when
     // shared memory was demanded; otherwise every pair uses TCP and transportTo says so.
@@ -278,4 +293,6 @@ async function grantBroker(spec: HostSpec): Promise<GrantBroker | undefined> {
     }
     return undefined;
   }
+  // The addon is there: a failure from here on is the host's (no fds, no memory), said as such.
+  return new broker.KmodGrantBroker(spec.ranks.map((r) => r.rank), spec.jobId, spec.ringBytes);
 }

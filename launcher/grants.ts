@@ -8,8 +8,13 @@ import { segmentBytes } from '../transport/ivcom/layout.js';
 import type { GrantBroker } from './agent.js';
 
 export class KmodGrantBroker implements GrantBroker {
-  /** Per local rank: [the agent's end, the rank's end] of a SOCK_SEQPACKET pair. */
+  /**
+   * Per local rank: [the agent's end, the rank's end (-1 once handed over)] of a SOCK_SEQPACKET
+   * pair, made when the rank is about to be spawned: a large job never holds two fds for every
+   * rank before it has started any.
+   */
   private readonly pairs = new Map<number, [number, number]>();
+  private readonly local: Set<number>;
   private readonly granted = new Set<string>();
   private readonly bytes: number;
   private closed = false;
@@ -21,11 +26,17 @@ export class KmodGrantBroker implements GrantBroker {
     ringBytes: number,
   ) {
     this.bytes = segmentBytes(ringBytes);
-    for (const r of ranks) this.pairs.set(r, kmod.socketPair());
+    this.local = new Set(ranks);
   }
 
   rankFd(rank: number): number | undefined {
-    return this.pairs.get(rank)?.[1];
+    if (!this.local.has(rank) || this.closed) return undefined;
+    let pair = this.pairs.get(rank);
+    if (pair === undefined) {
+      pair = kmod.socketPair();
+      this.pairs.set(rank, pair);
+    }
+    return pair[1] >= 0 ? pair[1] : undefined;
   }
 
   spawned(rank: number): void {
@@ -37,9 +48,8 @@ export class KmodGrantBroker implements GrantBroker {
   }
 
   reissue(rank: number): number | undefined {
-    const old = this.pairs.get(rank);
-    if (old === undefined || this.closed) return undefined;
-    for (const fd of old) if (fd >= 0) kmod.closeFd(fd);
+    if (!this.local.has(rank) || this.closed) return undefined;
+    for (const fd of this.pairs.get(rank) ?? []) if (fd >= 0) kmod.closeFd(fd);
     const pair = kmod.socketPair();
     this.pairs.set(rank, [pair[0], -1]);
     return pair[1];
@@ -53,7 +63,7 @@ export class KmodGrantBroker implements GrantBroker {
     if (this.granted.has(key)) return;
     this.granted.add(key);
     // Co-residency is the plan's decision alone: only ranks of this host share its memory.
-    if (!this.pairs.has(a) || !this.pairs.has(b)) return;
+    if (!this.local.has(a) || !this.local.has(b)) return;
     const seg = kmod.segmentCreate(`ivcom-${this.jobId}-${a}-${b}`, this.bytes);
     const bellA = kmod.eventfdCreate();
     const bellB = kmod.eventfdCreate();
@@ -69,7 +79,8 @@ export class KmodGrantBroker implements GrantBroker {
 
   private push(rank: number, fds: number[], what: { peer: number; bytes: number; low: boolean }): void {
     try {
-      kmod.sendFds(this.pairs.get(rank)![0], fds, Buffer.from(JSON.stringify(what)));
+      const pair = this.pairs.get(rank);
+      if (pair !== undefined) kmod.sendFds(pair[0], fds, Buffer.from(JSON.stringify(what)));
     } catch {
       // The rank is gone (EPIPE): its peer will learn that from the supervisor, not from here.
     }

@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
-import type { PeerInfo, RankMessage, TransportMode } from '../transport/bootstrap/protocol.js';
+import { EncodedMessage, type LauncherMessage, type PeerInfo, type RankMessage, type TransportMode } from '../transport/bootstrap/protocol.js';
 import type { HostSpec, Isolation } from './agent-protocol.js';
 import { LocalHost } from './hosts/local.js';
 import type { HostEvents, HostLink } from './hosts/link.js';
@@ -71,6 +71,10 @@ const HOST_SILENCE_MS = 3000;
 const TAIL_LINES = 30;
 /** How long ranks get to say what they wait for (a rank in an await answers within milliseconds). */
 const REPORT_WAIT_MS = 1000;
+/** Past this many ranks startup takes seconds (spawning runs at ~100-200 ranks/s here), so ivrun says what it does. */
+const LARGE_JOB_RANKS = 64;
+/** How often a large job's startup progress is said while ranks are still joining. */
+const PROGRESS_EVERY_MS = 5000;
 /** A rank's report is cut here: it is for a person to read. */
 const MAX_REPORT_LINES = 64;
 
@@ -86,6 +90,7 @@ export class Job {
   private killTimer: NodeJS.Timeout | undefined;
   private silenceTimer: NodeJS.Timeout | undefined;
   private cancelTimeout: (() => void) | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
   private resolveDone!: (code: number) => void;
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
@@ -103,6 +108,16 @@ export class Job {
 
   start(): void {
     if (this.o.timeoutSec !== undefined) this.armTimeout(this.o.timeoutSec * 1000);
+    const { size, hosts } = this.o.plan;
+    if (size > LARGE_JOB_RANKS) {
+      this.say(`starting ${size} ranks on ${hosts.length} host${hosts.length === 1 ? '' : 's'}`);
+      this.progressTimer = setInterval(() => {
+        const joined = this.ranks.filter((r) => r.hello !== undefined).length;
+        const exited = this.ranks.filter((r) => r.exited).length;
+        this.say(`${joined} of ${size} ranks have joined the job (called init())${exited > 0 ? `, ${exited} exited` : ''}`);
+      }, PROGRESS_EVERY_MS);
+      this.progressTimer.unref();
+    }
     void this.launch();
   }
 
@@ -305,6 +320,7 @@ export class Job {
 
   /** Everyone registered: the startup barrier opens and each rank learns its peers. */
   private release(): void {
+    clearInterval(this.progressTimer);
     if (this.tearingDown) return;
     this.started = true;
     const peers: PeerInfo[] = this.o.plan.ranks.map((p) => ({
@@ -314,18 +330,17 @@ export class Job {
       domain: p.domain,
       pid: this.ranks[p.rank]!.hello!.pid,
     }));
-    for (const r of this.ranks) {
-      r.host?.send(r.rank, {
-        op: 'start',
-        jobId: this.jobId,
-        size: this.o.plan.size,
-        secret: this.secret.toString('base64'),
-        transport: this.o.transport,
-        ringBytes: this.o.ringBytes,
-        singleCopy: this.o.singleCopy,
-        peers,
-      });
-    }
+    const start = new EncodedMessage<LauncherMessage>({
+      op: 'start',
+      jobId: this.jobId,
+      size: this.o.plan.size,
+      secret: this.secret.toString('base64'),
+      transport: this.o.transport,
+      ringBytes: this.o.ringBytes,
+      singleCopy: this.o.singleCopy,
+      peers,
+    });
+    for (const r of this.ranks) r.host?.send(r.rank, start);
   }
 
   /**
@@ -394,6 +409,7 @@ export class Job {
 
   private teardown(code: number, sig: NodeJS.Signals = 'SIGTERM', spare?: number): void {
     this.tearingDown = true;
+    clearInterval(this.progressTimer);
     this.exitCode = code === 0 ? 1 : code;
     for (const h of this.hosts) h.kill(sig, spare);
     // Ranks get a moment to leave cleanly, then they are killed: the job must end within 1 s.
@@ -428,6 +444,7 @@ export class Job {
     clearTimeout(this.killTimer);
     clearTimeout(this.silenceTimer);
     this.cancelTimeout?.();
+    clearInterval(this.progressTimer);
     this.o.outputFiles?.close();
     this.resolveDone(this.exitCode);
   }

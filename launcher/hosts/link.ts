@@ -1,7 +1,7 @@
 // What the job sees of a host: the agent that runs its ranks, in this process (the head's own
 // host) or behind ssh/srun (every other host). Both speak in the same events.
 
-import type { LauncherMessage } from '../../transport/bootstrap/protocol.js';
+import type { EncodedMessage, LauncherMessage } from '../../transport/bootstrap/protocol.js';
 import type { AgentEvents } from '../agent.js';
 
 export interface HostEvents extends AgentEvents {
@@ -10,7 +10,7 @@ export interface HostEvents extends AgentEvents {
 }
 
 export interface HostLink {
-  send(rank: number, msg: LauncherMessage): void;
+  send(rank: number, msg: LauncherMessage | EncodedMessage): void;
   /** Signals the host's ranks, all but `spare` (a rank leaving by itself, still printing why). */
   kill(signal: NodeJS.Signals, spare?: number): void;
   /** After every rank of the host has exited: forward the last output, release everything. */

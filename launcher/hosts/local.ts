@@ -1,6 +1,6 @@
 // The head's own host: its agent runs inside ivrun itself, no channel in between.
 
-import type { LauncherMessage } from '../../transport/bootstrap/protocol.js';
+import type { EncodedMessage, LauncherMessage } from '../../transport/bootstrap/protocol.js';
 import type { HostSpec } from '../agent-protocol.js';
 import { HostAgent } from '../agent.js';
 import type { HostEvents, HostLink } from './link.js';
@@ -12,7 +12,7 @@ export class LocalHost implements HostLink {
     return new LocalHost(await HostAgent.start(spec, events));
   }
 
-  send(rank: number, msg: LauncherMessage): void {
+  send(rank: number, msg: LauncherMessage | EncodedMessage): void {
     this.agent.send(rank, msg);
   }
 

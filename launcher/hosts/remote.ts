@@ -4,7 +4,7 @@
 // and it kills its ranks (which are tied to the agent the same way).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readMessages, writeMessage, type LauncherMessage } from '../../transport/bootstrap/protocol.js';
+import { EncodedMessage, readMessages, writeMessage, type LauncherMessage } from '../../transport/bootstrap/protocol.js';
 import type { AgentMessage, HeadMessage, HostSpec } from '../agent-protocol.js';
 import { forwardLines } from '../output.js';
 import { TIED } from '../tie.js';
@@ -94,8 +94,11 @@ export class RemoteHost implements HostLink {
     if (this.child.stdin!.writable) writeMessage(this.child.stdin!, m);
   }
 
-  send(rank: number, msg: LauncherMessage): void {
-    this.post({ op: 'to-rank', rank, msg });
+  send(rank: number, msg: LauncherMessage | EncodedMessage): void {
+    if (msg instanceof EncodedMessage) {
+      // Spliced in as it was encoded: the agent reads the same JSON line as if encoded here.
+      if (this.child.stdin!.writable) this.child.stdin!.write(`{"op":"to-rank","rank":${rank},"msg":${msg.json}}\n`);
+    } else this.post({ op: 'to-rank', rank, msg });
   }
 
   kill(signal: NodeJS.Signals, spare?: number): void {

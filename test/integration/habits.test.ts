@@ -103,7 +103,7 @@ describe('mpirun and mpiexec habits', () => {
       [['--wdir', '/no/such/dir', 'node', 'x'], /--wdir \/no\/such\/dir: no such directory/],
       [['--bind-to', 'core', '-n', String(allowedCpus().length + 1), 'node', 'x'], /--bind-to core: .* give fewer ranks, --oversubscribe .* or --bind-to none/],
       [['--bind-to', 'socket', 'node', 'x'], /bind-to/],
-      [['node', 'x'], /MPIEXEC_TIMEOUT=soon: must be a positive number of seconds/, { MPIEXEC_TIMEOUT: 'soon' }],
+      [['node', 'x'], /MPIEXEC_TIMEOUT="soon" is not a number of seconds; give e\.g\. MPIEXEC_TIMEOUT=600/, { MPIEXEC_TIMEOUT: 'soon' }],
     ];
     for (const [args, msg, env] of cases) {
       const r = run(args, env);

@@ -6,12 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { PREFIX_BYTES } from '../../transport/tcp/framing.js';
+import { HELLO_BYTES, MAGIC } from '../../transport/tcp/handshake.js';
 import { FULL_LINES_PER_REASON, SUMMARY_INTERVAL_MS } from '../../transport/tcp/refusals.js';
 import { fixture, ivrun } from '../helpers/job.js';
 
-const MAGIC = 0x31435649;
-const HELLO_BYTES = 44;
-const PREFIX_BYTES = 28;
 /** Connections of each kind but the idle ones (those each hold the rank for its handshake timeout). */
 const EACH = 50;
 const IDLE = 20;

@@ -105,7 +105,18 @@ export function readMessages<T>(stream: Readable, onMessage: (m: T) => void, onB
   });
 }
 
+/**
+ * A message encoded once for many receivers: the start message carries the whole peer table,
+ * so encoding it for each of n ranks would cost n² work at startup.
+ */
+export class EncodedMessage<T = LauncherMessage> {
+  readonly json: string;
+  constructor(readonly msg: T) {
+    this.json = JSON.stringify(msg);
+  }
+}
+
 /** Writes one message as a JSON line; the launcher's agent protocol uses the same framing. */
-export function writeMessage<T = RankMessage | LauncherMessage>(stream: Writable, msg: T): boolean {
-  return stream.write(JSON.stringify(msg) + '\n');
+export function writeMessage<T = RankMessage | LauncherMessage>(stream: Writable, msg: T | EncodedMessage<T>): boolean {
+  return stream.write((msg instanceof EncodedMessage ? msg.json : JSON.stringify(msg)) + '\n');
 }

@@ -7,7 +7,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { RefusalReason } from './refusals.js';
 
-const MAGIC = 0x31435649; // 'IVC1' little endian
+export const MAGIC = 0x31435649; // 'IVC1' little endian
 const NONCE = 32;
 const MAC = 32;
 export const HELLO_BYTES = 4 + 4 + 4 + NONCE;

@@ -171,10 +171,20 @@ describe('ivrun', () => {
     }
   });
 
+  // A command not found is refused before any rank starts (the table below); one that is there
+  // but cannot be started (its interpreter is missing) fails at each rank, which is named.
   it('reports a command that cannot be started', async () => {
-    const r = await ivrun(['-n', '2', 'no-such-command-ivcom']);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/rank \d/);
+    const dir = mkdtempSync(path.join(tmpdir(), 'ivrun-cmd-'));
+    const script = path.join(dir, 'broken');
+    writeFileSync(script, '#!/no/such/interpreter\n', { mode: 0o755 });
+    try {
+      const r = await ivrun(['-n', '2', script]);
+      expect(r.code).toBe(127);
+      expect(r.stderr).toMatch(/ivrun: rank \d exited with code 127/);
+      expect(r.leftovers).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('runs a world of one outside ivrun', () => {

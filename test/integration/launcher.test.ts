@@ -257,4 +257,17 @@ describe('ivrun refuses bad arguments', () => {
     expect(existsSync(ran)).toBe(false);
     expect(processesWith(marker)).toEqual([]);
   });
+
+  it("another host's agent refuses the same way, before spawning (the agent protocol as ssh carries it)", () => {
+    const ranks = Array.from({ length: 100 }, (_, i) => ({ rank: i, domain: i }));
+    const spec = { jobId: 'limits', node: 1, size: 100, ranks, command: TOUCH, env: {}, isolation: 'none', transport: 'auto', ringBytes: 2 ** 21 };
+    const r = spawnSync('sh', ['-c', `ulimit -n 256 && exec "$0" "$@"`, process.execPath, IVRUN, '--agent'], {
+      encoding: 'utf8',
+      input: JSON.stringify({ op: 'spawn', spec }) + '\n',
+    });
+    const said = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { op: string; why?: string });
+    expect(said.map((m) => m.op)).toEqual(['ready', 'failed']);
+    expect(said[1]!.why).toMatch(/^cannot start its ranks: 100 ranks need about \d+ open files .* over its limit of 256 \(ulimit -n\)/);
+    expect(existsSync(ran)).toBe(false);
+  });
 });

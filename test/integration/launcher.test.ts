@@ -88,6 +88,20 @@ describe('ivrun', () => {
     expect(r.leftovers).toEqual([]);
   });
 
+  // Node fires a timer longer than 2^31-1 ms after 1 ms: these used to end the job at once (124).
+  it.each([
+    [['--timeout', '3000000'], {}],
+    [['--timeout', 'Infinity'], {}],
+    [['--timeout', '0'], {}],
+    [[], { MPIEXEC_TIMEOUT: '3000000' }],
+  ])('%j %j: a job that takes its time is not ended early', async (flags, env) => {
+    const r = await ivrun(['-n', '2', ...flags, 'node', '-e', 'setTimeout(() => console.log("done"), 500)'], { env });
+    expect(r.stderr).not.toMatch(/timed out/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('done\ndone\n');
+    expect(r.leftovers).toEqual([]);
+  });
+
   it('--timeout first asks every rank what it waits for, and prints the answers', async () => {
     const r = await ivrun(['-n', '3', '--timeout', '2', 'node', P2P, 'stuck']);
     expect(r.code).toBe(124);

@@ -22,7 +22,10 @@ import { ringMemoryWarning } from './ring-memory.js';
 import { rewriteHabits } from './habits.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
 import { parseTimeout, TIMEOUT_ENV } from './timeout.js';
+import { whyNotRunnable } from './program.js';
 
+/** The shell's status for a command it cannot find or run; ivrun's ranks exited with it before. */
+const COMMAND_NOT_FOUND = 127;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** How ivrun runs itself on another host: the same node and the same install path, as mpirun's prefix. */
 const AGENT_ARGV = [process.execPath, fileURLToPath(import.meta.url), '--agent'];
@@ -34,6 +37,23 @@ function version(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** yargs' own wording, made to name the option as typed and what to give instead. */
+function parserMessage(msg: string): string {
+  const unknown = /^Unknown arguments?: (.*)$/.exec(msg);
+  if (unknown !== null) {
+    const names = unknown[1]!.split(', ').map((a) => (a.length === 1 ? `-${a}` : `--${a}`));
+    return `unknown option ${names.join(', ')}; options of your program go after its name (ivrun -n 2 node app.js --its-option)`;
+  }
+  const choice = /Argument: (\S+), Given: "(.*)", Choices: (.*)/.exec(msg);
+  if (choice !== null) {
+    const flag = choice[1]!.length === 1 ? `-${choice[1]}` : `--${choice[1]}`;
+    return `${flag} ${JSON.stringify(choice[2])} is not one of ${choice[3]!.replaceAll('"', '')}; e.g. ${flag} ${choice[3]!.split(',')[0]!.replaceAll('"', '').trim()}`;
+  }
+  const missing = /^Not enough arguments following: (\S+)$/.exec(msg);
+  if (missing !== null) return `${missing[1]!.length === 1 ? '-' : '--'}${missing[1]} needs a value`;
+  return msg;
 }
 
 function usageError(msg: string): never {
@@ -54,9 +74,9 @@ async function main(): Promise<void> {
     .scriptName('ivrun')
     .usage('Usage: $0 [options] <command> [args...]\n\nRuns <command> as the ranks of one ivcom job.')
     .parserConfiguration({ 'halt-at-non-option': true, 'populate--': false, 'duplicate-arguments-array': true })
-    .option('n', { alias: 'np', type: 'number', describe: 'Number of ranks to start (default: 1; the slots of --hostfile/-H; the tasks of a Slurm allocation)' })
+    .option('n', { alias: 'np', type: 'string', describe: 'Number of ranks to start (default: 1; the slots of --hostfile/-H; the tasks of a Slurm allocation)' })
     .option('vms', {
-      type: 'number',
+      type: 'string',
       describe: 'Number of co-resident domains ("VMs") on each host; each host\'s ranks are split into blocks of consecutive ranks (default: one domain per rank)',
     })
     .option('isolation', {
@@ -70,7 +90,7 @@ async function main(): Promise<void> {
       describe: 'auto: shared memory between ranks of one host, TCP otherwise; tcp: force the fallback; ivcom: require shared memory (an error where it cannot be used)',
     })
     .option('x', { type: 'string', describe: 'Export an environment variable to the ranks: NAME (its current value) or NAME=VALUE; repeatable. Ranks on other hosts get only these' })
-    .option('N', { alias: 'npernode', type: 'number', describe: 'Ranks per host: N on each host of -H/--hostfile/the Slurm allocation (default -n: N times the hosts), or N on this machine' })
+    .option('N', { alias: 'npernode', type: 'string', describe: 'Ranks per host: N on each host of -H/--hostfile/the Slurm allocation (default -n: N times the hosts), or N on this machine' })
     .option('wdir', { type: 'string', describe: "Working directory of the ranks (default: ivrun's)" })
     .option('tag-output', { alias: ['prepend-rank', 'l'], type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
     .option('output-filename', { type: 'string', describe: "Write each rank's output to DIR/1/rank.N/stdout and stderr (Open MPI's layout) instead of ivrun's own" })
@@ -86,7 +106,7 @@ async function main(): Promise<void> {
       default: false,
       describe: 'Check every message end to end: a CRC-32C of its bytes from the sender\'s memory, checked where it lands; a mismatch (shared memory scribbled by a peer you do not trust) is ERR_IVCOM_CORRUPT. Same as IVCOM_VERIFY=1 (docs/transports.md has its cost)',
     })
-    .option('ring-bytes', { type: 'number', default: DEFAULT_RING_BYTES, describe: 'Bytes of each shared-memory ring (one per direction of a pair)' })
+    .option('ring-bytes', { type: 'string', describe: `Bytes of each shared-memory ring (one per direction of a pair; a power of two, default ${DEFAULT_RING_BYTES})` })
     .option('hostfile', { alias: ['machinefile'], type: 'string', describe: "Hosts to run ranks on: lines 'host slots=N' (Open MPI) or 'host:N' (MPICH); # comments. Others than this machine are reached over ssh" })
     .option('H', { alias: 'host', type: 'string', describe: 'Hosts as a list: host1:slots,host2:slots (a host without :slots has one)' })
     .option('oversubscribe', { type: 'boolean', default: false, describe: 'Allow more ranks than the hosts have slots (the extra ones go round the hosts)' })
@@ -98,25 +118,34 @@ async function main(): Promise<void> {
     .example('$0 -H node1:4,node2:4 node app.js', '8 ranks on two hosts over ssh: shared memory within each, TCP between')
     .example('salloc -N 2 -n 8 $0 node app.js', 'inside a Slurm allocation: hosts and -n from the allocation')
     .example('$0 -n 4 --transport tcp node app.js', 'force the TCP fallback')
-    .epilogue("Exit status: 0 when every rank exits 0; otherwise the failing rank's code (128+N when killed by signal N), 124 on --timeout, 2 on bad options, 1 when a host or its VMs cannot be set up.")
+    .epilogue("Exit status: 0 when every rank exits 0; otherwise the failing rank's code (128+N when killed by signal N), 124 on --timeout, 2 on bad options, 127 when the command is not found, 1 when a host or its VMs cannot be set up.")
     .strictOptions()
     .version(version())
     .help()
     .alias('h', 'help')
     .alias('V', 'version')
-    .fail((msg, err) => usageError(err?.message ?? msg))
+    .fail((msg, err) => usageError(parserMessage(err?.message ?? msg)))
     .parse();
 
   const command = argv._.map(String);
   if (command.length === 0) usageError('no command given; e.g. ivrun -n 4 node app.js');
-  const ringBytes = argv['ring-bytes'];
-  if (!isValidRingBytes(ringBytes)) {
-    usageError(`--ring-bytes must be a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}, got ${ringBytes}`);
-  }
   const one = <T>(v: T | T[] | undefined, flag: string): T | undefined => {
     if (Array.isArray(v)) usageError(`${flag} was given ${v.length} times; give it once`);
     return v as T | undefined;
   };
+  /** A whole number as typed (so a mistake is quoted as typed, not as NaN). */
+  const whole = (v: string | string[] | undefined, flag: string, example: string): number | undefined => {
+    const text = one(v, flag);
+    if (text === undefined) return undefined;
+    if (!/^\s*\d+\s*$/.test(text)) usageError(`${flag} ${JSON.stringify(text)} is not a whole number; e.g. ${flag} ${example}`);
+    return Number(text);
+  };
+  const ringBytes = whole(argv['ring-bytes'], '--ring-bytes', String(DEFAULT_RING_BYTES)) ?? DEFAULT_RING_BYTES;
+  if (!isValidRingBytes(ringBytes)) {
+    usageError(`--ring-bytes must be a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}, got ${ringBytes}; e.g. --ring-bytes ${DEFAULT_RING_BYTES}`);
+  }
+  const argN = whole(argv.n, '-n', '4');
+  const vms = whole(argv.vms, '--vms', '2');
   const timeoutArg = one(argv.timeout, '--timeout');
   const timeoutFrom = timeoutArg !== undefined ? '--timeout' : TIMEOUT_ENV;
   const timeoutText = timeoutArg ?? process.env[TIMEOUT_ENV];
@@ -143,7 +172,7 @@ async function main(): Promise<void> {
         try {
           text = readFileSync(hostfile, 'utf8');
         } catch (err) {
-          usageError(`--hostfile ${hostfile}: ${(err as Error).message}`);
+          usageError(`--hostfile ${hostfile}: ${(err as Error).message}; give a readable file of lines 'host slots=N', or -H host:N`);
         }
         hosts = parseHostfile(text, hostfile);
       } else hosts = parseHostList(hostList!);
@@ -162,21 +191,21 @@ async function main(): Promise<void> {
   } catch (err) {
     usageError((err as Error).message);
   }
-  const perHost = one(argv.N, '-N');
+  const perHost = whole(argv.N, '-N', '2');
   if (perHost !== undefined) {
-    if (!Number.isInteger(perHost) || perHost < 1) usageError(`-N (ranks per host) must be a positive integer, got ${perHost}`);
+    if (!Number.isInteger(perHost) || perHost < 1) usageError(`-N (ranks per host) must be a positive integer, got ${perHost}; e.g. -N 2`);
     // Every host gets N slots (this machine alone when no hosts were given).
     hosts = (hosts ?? LOCAL_ONLY).map((h) => ({ ...h, slots: perHost }));
     defaultN = perHost * hosts.length;
-    if (argv.n !== undefined && argv.n > defaultN && !argv.oversubscribe) {
-      usageError(`-n ${argv.n} is more than -N ${perHost} ranks on each of ${hosts.length} host${hosts.length > 1 ? 's' : ''}; give -n ${defaultN} or less, or leave -n out`);
+    if (argN !== undefined && argN > defaultN && !argv.oversubscribe) {
+      usageError(`-n ${argN} is more than -N ${perHost} ranks on each of ${hosts.length} host${hosts.length > 1 ? 's' : ''}; give -n ${defaultN} or less, or leave -n out`);
     }
   }
-  const n = argv.n ?? defaultN;
-  if (!Number.isInteger(n) || n < 1) usageError(`-n must be a positive integer, got ${n}`);
+  const n = argN ?? defaultN;
+  if (!Number.isInteger(n) || n < 1) usageError(`-n must be a positive integer, got ${n}; e.g. -n 4`);
   let plan;
   try {
-    plan = makePlan(n, argv.vms, hosts, argv.oversubscribe);
+    plan = makePlan(n, vms, hosts, argv.oversubscribe);
   } catch (err) {
     usageError((err as Error).message);
   }
@@ -230,6 +259,14 @@ async function main(): Promise<void> {
   }
   const cwd = path.resolve(one(argv.wdir, '--wdir') ?? '.');
   if (!statSync(cwd, { throwIfNoEntry: false })?.isDirectory()) usageError(`--wdir ${argv.wdir}: no such directory`);
+  // Other hosts have their own PATH and files: only this one's is checked here.
+  if (plan.hosts.some((h) => launcher(h) === undefined)) {
+    const why = whyNotRunnable(command[0]!, env.PATH, cwd);
+    if (why !== undefined) {
+      process.stderr.write(`ivrun: ${why}\n`);
+      process.exit(COMMAND_NOT_FOUND);
+    }
+  }
   const bindTo = argv['bind-to'] === 'core' ? ('core' as const) : undefined;
   if (bindTo !== undefined) {
     // This host's share is checked now (a usage error); other hosts check their own CPUs.

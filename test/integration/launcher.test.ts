@@ -2,8 +2,12 @@
 // process outlives a job.
 
 import { spawnSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
-import { fixture, IVRUN, ivrun, ranksRunning } from '../helpers/job.js';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fixture, IVRUN, ivrun, processesWith, ranksRunning } from '../helpers/job.js';
 
 const P2P = fixture('p2p.js');
 
@@ -81,6 +85,20 @@ describe('ivrun', () => {
     expect(r.code).toBe(124);
     expect(r.stderr).toMatch(/timed out after 1 s/);
     expect(r.ms).toBeLessThan(10_000);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  // Node fires a timer longer than 2^31-1 ms after 1 ms: these used to end the job at once (124).
+  it.each([
+    [['--timeout', '3000000'], {}],
+    [['--timeout', 'Infinity'], {}],
+    [['--timeout', '0'], {}],
+    [[], { MPIEXEC_TIMEOUT: '3000000' }],
+  ])('%j %j: a job that takes its time is not ended early', async (flags, env) => {
+    const r = await ivrun(['-n', '2', ...flags, 'node', '-e', 'setTimeout(() => console.log("done"), 500)'], { env });
+    expect(r.stderr).not.toMatch(/timed out/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('done\ndone\n');
     expect(r.leftovers).toEqual([]);
   });
 
@@ -167,15 +185,103 @@ describe('ivrun', () => {
     }
   });
 
+  // A command not found is refused before any rank starts (the table below); one that is there
+  // but cannot be started (its interpreter is missing) fails at each rank, which is named.
   it('reports a command that cannot be started', async () => {
-    const r = await ivrun(['-n', '2', 'no-such-command-ivcom']);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/rank \d/);
+    const dir = mkdtempSync(path.join(tmpdir(), 'ivrun-cmd-'));
+    const script = path.join(dir, 'broken');
+    writeFileSync(script, '#!/no/such/interpreter\n', { mode: 0o755 });
+    try {
+      const r = await ivrun(['-n', '2', script]);
+      expect(r.code).toBe(127);
+      expect(r.stderr).toMatch(/ivrun: rank \d exited with code 127/);
+      expect(r.leftovers).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('runs a world of one outside ivrun', () => {
     const r = spawnSync(process.execPath, [P2P, 'alone'], { encoding: 'utf8' });
     expect(r.stdout).toContain('OK alone');
     expect(r.status).toBe(0);
+  });
+});
+
+// Every bad flag or value: a clear error that names what was wrong and what to give instead, a
+// non-zero status, and nothing started (the command would leave a file behind) or left over.
+describe('ivrun refuses bad arguments', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ivrun-args-'));
+  const hostfile = path.join(dir, 'hosts');
+  writeFileSync(hostfile, 'localhost slots=2\n');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  /** The command each case would run: it leaves `ran` behind if any rank started. */
+  const ran = path.join(dir, 'ran');
+  const TOUCH = ['touch', ran];
+  const cases: Array<[string, string[], number, RegExp]> = [
+    ['unknown flag', ['--bogus', ...TOUCH], 2, /ivrun: unknown option --bogus; options of your program go after its name/],
+    ['-n 0', ['-n', '0', ...TOUCH], 2, /-n must be a positive integer, got 0; e\.g\. -n 4/],
+    ['-n -1', ['-n', '-1', ...TOUCH], 2, /-n "-1" is not a whole number; e\.g\. -n 4/],
+    ['-n abc', ['-n', 'abc', ...TOUCH], 2, /-n "abc" is not a whole number; e\.g\. -n 4/],
+    ['-n twice', ['-n', '2', '-n', '3', ...TOUCH], 2, /-n was given 2 times; give it once/],
+    ['--transport udp', ['--transport', 'udp', ...TOUCH], 2, /--transport "udp" is not one of auto, tcp, ivcom; e\.g\. --transport auto/],
+    ['--isolation vm', ['--isolation', 'vm', ...TOUCH], 2, /--isolation "vm" is not one of none, netns/],
+    ['--bind-to socket', ['--bind-to', 'socket', ...TOUCH], 2, /--bind-to "socket" is not one of none, core/],
+    ['--single-copy maybe', ['--single-copy', 'maybe', ...TOUCH], 2, /--single-copy "maybe" is not one of on, off/],
+    ['--timeout abc', ['--timeout', 'abc', ...TOUCH], 2, /--timeout "abc" is not a number of seconds; give e\.g\. --timeout 600, or 0 \(or Infinity\) for no limit/],
+    ['--timeout -5', ['--timeout', '-5', ...TOUCH], 2, /--timeout "-5" is not a number of seconds/],
+    ['--ring-bytes 1000', ['--ring-bytes', '1000', ...TOUCH], 2, /--ring-bytes must be a power of two from 4096 to 1073741824, got 1000; e\.g\. --ring-bytes \d+/],
+    ['--ring-bytes 1k', ['--ring-bytes', '1k', ...TOUCH], 2, /--ring-bytes "1k" is not a whole number/],
+    ['--vms 0', ['-n', '2', '--vms', '0', ...TOUCH], 2, /--vms must be an integer from 1 to 2 \(the number of ranks\), got 0/],
+    ['-N 0', ['-N', '0', ...TOUCH], 2, /-N \(ranks per host\) must be a positive integer, got 0; e\.g\. -N 2/],
+    ['-n over -N', ['-n', '4', '-N', '2', ...TOUCH], 2, /-n 4 is more than -N 2 ranks on each of 1 host; give -n 2 or less, or leave -n out/],
+    ['--hostfile missing', ['--hostfile', path.join(dir, 'nope'), ...TOUCH], 2, /--hostfile .*nope: ENOENT.*; give a readable file of lines 'host slots=N', or -H host:N/],
+    ['-H zero slots', ['-H', 'localhost:0', ...TOUCH], 2, /-H localhost:0: slots must be a positive integer, got '0'/],
+    ['-H and --hostfile', ['-H', 'localhost:1', '--hostfile', hostfile, ...TOUCH], 2, /give either --hostfile or -H, not both/],
+    ['-n over the slots', ['-n', '3', '--hostfile', hostfile, ...TOUCH], 2, /-n 3 is more than the 2 slots of localhost:2; give fewer ranks, more slots, or --oversubscribe/],
+    ['--wdir missing', ['--wdir', path.join(dir, 'nope'), ...TOUCH], 2, /--wdir .*nope: no such directory/],
+    ['-x bad name', ['-x', '1BAD=2', ...TOUCH], 2, /-x 1BAD=2: '1BAD' is not a valid environment variable name/],
+    ['-x unset', ['-x', 'IVCOM_UNSET_FOR_TEST', ...TOUCH], 2, /IVCOM_UNSET_FOR_TEST is not set in ivrun's environment; use -x IVCOM_UNSET_FOR_TEST=VALUE/],
+    ['-genv without value', ['-genv', 'A'], 2, /-genv needs a name and a value \(-genv NAME VALUE\), as in mpiexec; or use -x NAME=VALUE/],
+    ['--output-filename in /proc', ['--output-filename', '/proc/ivcom-test-out', ...TOUCH], 2, /--output-filename \/proc\/ivcom-test-out: cannot make directory \/proc\/ivcom-test-out \(ENOENT\); give a directory you can write to/],
+    ['--ssh-args with shell syntax', ['--ssh-args', 'a;b', '-H', 'otherhost:1', ...TOUCH], 2, /ssh arguments 'a;b' contain shell syntax .*; give plain options/],
+    ['no command', ['-n', '2'], 2, /no command given; e\.g\. ivrun -n 4 node app\.js/],
+    ['command not on PATH', ['-n', '2', 'no-such-command-ivcom', ran], 127, /ivrun: no-such-command-ivcom: command not found on PATH; give its path, install it, or add its directory to PATH/],
+    ['program path missing', ['-n', '2', path.join(dir, 'no-such-program'), ran], 127, /no-such-program: no such file; give the path of a program/],
+  ];
+
+  it.each(cases)('%s', async (_name, args, code, message) => {
+    const r = await ivrun(args);
+    expect(r.stderr).toMatch(message);
+    expect(r.code).toBe(code);
+    expect(r.stdout).toBe('');
+    expect(existsSync(ran)).toBe(false);
+    expect(r.leftovers).toEqual([]);
+  });
+
+  it('a job that cannot fit the fd limit is refused before any rank starts, naming ulimit -n', () => {
+    const marker = `IVCOM_TEST_MARK=${randomBytes(8).toString('hex')}`;
+    // sh lowers soft and hard limits alike, so Node cannot raise its soft limit back at start.
+    const r = spawnSync('sh', ['-c', `ulimit -n 256 && exec "$0" "$@"`, process.execPath, IVRUN, '-n', '100', ...TOUCH], {
+      encoding: 'utf8',
+      env: { ...process.env, [marker.split('=')[0]!]: marker.split('=')[1]! },
+    });
+    expect(r.stderr).toMatch(/ivrun: host localhost \(ranks 0-99\): cannot start its ranks: 100 ranks need about \d+ open files in ivrun on .* \(4 per rank\), over its limit of 256 \(ulimit -n\); raise the hard limit .* or run at most \d+ ranks on /);
+    expect(r.status).toBe(1);
+    expect(existsSync(ran)).toBe(false);
+    expect(processesWith(marker)).toEqual([]);
+  });
+
+  it("another host's agent refuses the same way, before spawning (the agent protocol as ssh carries it)", () => {
+    const ranks = Array.from({ length: 100 }, (_, i) => ({ rank: i, domain: i }));
+    const spec = { jobId: 'limits', node: 1, size: 100, ranks, command: TOUCH, env: {}, isolation: 'none', transport: 'auto', ringBytes: 2 ** 21 };
+    const r = spawnSync('sh', ['-c', `ulimit -n 256 && exec "$0" "$@"`, process.execPath, IVRUN, '--agent'], {
+      encoding: 'utf8',
+      input: JSON.stringify({ op: 'spawn', spec }) + '\n',
+    });
+    const said = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { op: string; why?: string });
+    expect(said.map((m) => m.op)).toEqual(['ready', 'failed']);
+    expect(said[1]!.why).toMatch(/^cannot start its ranks: 100 ranks need about \d+ open files .* over its limit of 256 \(ulimit -n\)/);
+    expect(existsSync(ran)).toBe(false);
   });
 });

@@ -18,6 +18,12 @@ import { TIED } from '../tie.js';
 
 /** How long namespace setup may take before the job is refused (a stuck `ip`, a full kernel). */
 const SETUP_TIMEOUT_MS = 10_000;
+/**
+ * How often a namespace is asked whether its links are up yet. The kernel reports a veth as up
+ * (and a rank's os.networkInterfaces() lists it, and the bridge forwards on it) only once its
+ * link-state worker has run, up to a second after `link set up`: ranks start after that.
+ */
+const LINK_POLL_MS = 20;
 
 export interface VmNetwork {
   domain: number;
@@ -46,6 +52,19 @@ function run(file: string, args: string[], input: string): Promise<void> {
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${file} ${args.join(' ')}: ${err.trim() || `exit ${code}`}`))));
     child.stdin!.end(input);
   });
+}
+
+/**
+ * Waits inside namespace `pid` until `ip -o link show <what>` lists only links in state UP (at
+ * least one). The loop is bounded by the setup timeout, so it never outlives a failed setup.
+ */
+function linksUp(pid: number, what: string): Promise<void> {
+  const tries = Math.ceil(SETUP_TIMEOUT_MS / LINK_POLL_MS);
+  const script =
+    `i=0; while :; do l=$(ip -o link show ${what}) || exit 1; ` +
+    `[ -n "$l" ] && ! printf '%s\\n' "$l" | grep -qv 'state UP' && exit 0; ` +
+    `i=$((i+1)); [ $i -ge ${tries} ] && { echo "links not up: $l" >&2; exit 1; }; sleep ${LINK_POLL_MS / 1000}; done`;
+  return run('nsenter', [`--target=${pid}`, '--net', '--', '/bin/sh', '-c', script], '');
 }
 
 /**
@@ -103,6 +122,7 @@ export class NetnsDomains {
           run('nsenter', [`--target=${vmHolders[i]!.pid}`, '--net', '--', 'ip', '-batch', '-'], `link set lo up\naddr add ${vm.address}/24 dev eth0\nlink set eth0 up\n`),
         ),
       ]);
+      await Promise.all([linksUp(sw.pid, 'master br0'), ...vmHolders.map((h) => linksUp(h.pid, 'eth0'))]);
       return vms;
     };
     let timer: NodeJS.Timeout | undefined;

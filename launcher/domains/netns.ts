@@ -43,14 +43,18 @@ interface Holder {
   pid: number;
 }
 
-function run(file: string, args: string[], input: string): Promise<void> {
+/** Runs a command to completion, `input` (if any) on its stdin; its exit status decides. */
+function run(file: string, args: string[], input?: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn(file, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
+    // A command that exits before reading its input makes the write fail with EPIPE: its exit
+    // status, not the pipe, says whether it worked.
+    child.stdin?.on('error', () => {});
     let err = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
     child.on('error', (e) => reject(e));
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${file} ${args.join(' ')}: ${err.trim() || `exit ${code}`}`))));
-    child.stdin!.end(input);
+    child.stdin?.end(input);
   });
 }
 
@@ -64,7 +68,7 @@ function linksUp(pid: number, what: string): Promise<void> {
     `i=0; while :; do l=$(ip -o link show ${what}) || exit 1; ` +
     `[ -n "$l" ] && ! printf '%s\\n' "$l" | grep -qv 'state UP' && exit 0; ` +
     `i=$((i+1)); [ $i -ge ${tries} ] && { echo "links not up: $l" >&2; exit 1; }; sleep ${LINK_POLL_MS / 1000}; done`;
-  return run('nsenter', [`--target=${pid}`, '--net', '--', '/bin/sh', '-c', script], '');
+  return run('nsenter', [`--target=${pid}`, '--net', '--', '/bin/sh', '-c', script]);
 }
 
 /**

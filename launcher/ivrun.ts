@@ -215,7 +215,9 @@ async function main(): Promise<void> {
     );
   }
 
-  if (argv.transport !== 'tcp') {
+  if (argv.transport !== 'tcp' && argv['ring-bytes'] !== undefined) {
+    // Only for rings the user sized: the default's worst case is ours to have chosen, and
+    // warning about it on every large job would teach people to ignore the warning.
     // This machine's hosts only: another host's memory is its own agent's to know.
     for (const h of plan.hosts.filter((ph) => launcher(ph) === undefined)) {
       const warning = ringMemoryWarning(h.name, h.ranks.length, ringBytes, totalmem());

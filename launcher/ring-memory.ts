@@ -11,17 +11,26 @@ export function worstRingMemory(ranksOnHost: number, ringBytes: number): number 
   return pairs * segmentBytes(ringBytes);
 }
 
-const GIB = 2 ** 30;
-const gib = (n: number) => `${(n / GIB).toFixed(1)} GiB`;
+const UNITS = ['KiB', 'MiB', 'GiB'] as const;
+/** A size as people read it: the largest unit that leaves at least 1 (KiB for anything smaller). */
+function size(n: number): string {
+  let u = 0;
+  let v = n / 1024;
+  while (u < UNITS.length - 1 && v >= 1024) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${UNITS[u]}`;
+}
 
 /** The warning for a host running `ranksOnHost` ranks with `memoryBytes` of RAM, or undefined. */
 export function ringMemoryWarning(host: string, ranksOnHost: number, ringBytes: number, memoryBytes: number): string | undefined {
   const worst = worstRingMemory(ranksOnHost, ringBytes);
   if (worst <= memoryBytes) return undefined;
   return (
-    `ivrun: warning: --ring-bytes ${ringBytes} gives each pair of ranks on ${host} a ${gib(segmentBytes(ringBytes))} segment; ` +
-    `if all ${ranksOnHost} ranks there talk to each other and fill their rings, that is ${gib(worst)}, ` +
-    `more than its ${gib(memoryBytes)} of memory. Rings are granted on first contact and use memory only as data ` +
+    `ivrun: warning: --ring-bytes ${ringBytes} gives each pair of ranks on ${host} a ${size(segmentBytes(ringBytes))} segment; ` +
+    `if all ${ranksOnHost} ranks there talk to each other and fill their rings, that is ${size(worst)}, ` +
+    `more than its ${size(memoryBytes)} of memory. Rings are granted on first contact and use memory only as data ` +
     `passes, so the job starts; if ranks are killed for lack of memory, give a smaller --ring-bytes`
   );
 }

@@ -15,5 +15,7 @@ describe('ring memory warning', () => {
     const w = ringMemoryWarning('h', 12, MAX_RING_BYTES, 24 * GiB);
     expect(w).toMatch(/^ivrun: warning: --ring-bytes 1073741824 .* on h .* all 12 ranks .* 132\.0 GiB, more than its 24\.0 GiB/);
     expect(w).toContain('give a smaller --ring-bytes');
+    // Small rings, many ranks: sizes in the unit that reads (not "a 0.0 GiB segment").
+    expect(ringMemoryWarning('h', 3000, 4096, 24 * GiB)).toMatch(/a 12\.0 KiB segment; .* that is 51\.5 GiB, more than its 24\.0 GiB/);
   });
 });

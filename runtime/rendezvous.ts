@@ -19,7 +19,7 @@
 
 import type { Endpoint, IncomingMessage, OutgoingMessage } from '../transport/transport.js';
 import type { CrossMemory } from '../transport/cma.js';
-import { MAX_MESSAGE_BYTES } from '../transport/wire.js';
+import { MAX_MESSAGE_BYTES, readU32, writeU32 } from '../transport/wire.js';
 import { CorruptError, NoMemoryError, PeerLostError } from './errors.js';
 import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { Envelope, Request } from './match.js';
@@ -37,7 +37,7 @@ const NO_BYTES = new Uint8Array(0);
 
 /** The size of the message an RTS announces (what probe reports). */
 export function announcedBytes(rts: Uint8Array): number {
-  return u32(rts, 8) + u32(rts, 12) * TWO32;
+  return readU32(rts, 8) + readU32(rts, 12) * TWO32;
 }
 
 interface PendingSend {
@@ -90,17 +90,17 @@ export class Rendezvous {
     const id = this.nextId;
     this.nextId = (id + 1) & ID_MASK || 1;
     const rts = new Uint8Array(this.rtsBytes);
-    putU32(rts, 0, id);
+    writeU32(rts, 0, id);
     rts[4] = codec;
-    putU32(rts, 8, bytes.byteLength % TWO32);
-    putU32(rts, 12, Math.floor(bytes.byteLength / TWO32));
+    writeU32(rts, 8, bytes.byteLength % TWO32);
+    writeU32(rts, 12, Math.floor(bytes.byteLength / TWO32));
     if (this.cma?.allowed(dest)) {
       const a = this.cma.address(bytes);
-      putU32(rts, 16, Number(a & 0xffffffffn));
-      putU32(rts, 20, Number(a >> 32n));
+      writeU32(rts, 16, Number(a & 0xffffffffn));
+      writeU32(rts, 20, Number(a >> 32n));
     }
     // From the sender's memory, at the moment of the send: the bytes the receiver must end up with.
-    if (this.verify !== undefined) putU32(rts, RTS_BYTES, this.verify(bytes) >>> 0);
+    if (this.verify !== undefined) writeU32(rts, RTS_BYTES, this.verify(bytes) >>> 0);
     return new Promise<void>((resolve, reject) => {
       this.sends.set(id, { ep, dest, ctx, tag, bytes, resolve, reject });
       this.post(ep, ctx, tag, Codec.Rts, rts, reject);
@@ -118,9 +118,9 @@ export class Rendezvous {
       this.host.fail(this.corrupt(source, 'malformed announcement of a large message'));
       return;
     }
-    const id = u32(rts, 0);
+    const id = readU32(rts, 0);
     const n = announcedBytes(rts);
-    const address = BigInt(u32(rts, 16)) | (BigInt(u32(rts, 20)) << 32n);
+    const address = BigInt(readU32(rts, 16)) | (BigInt(readU32(rts, 20)) << 32n);
     if (id === 0 || id > ID_MASK || !Number.isSafeInteger(n) || n > MAX_MESSAGE_BYTES) {
       this.host.fail(this.corrupt(source, `announcement id ${id}, ${n} bytes`));
       return;
@@ -235,7 +235,7 @@ export class Rendezvous {
    * rejects with ERR_IVCOM_CORRUPT and so does everything else (the peer cannot be trusted).
    */
   private intact(req: Request, msg: IncomingMessage, rts: Uint8Array): boolean {
-    if (this.verify === undefined || this.verify(msg.payload) >>> 0 === u32(rts, RTS_BYTES)) return true;
+    if (this.verify === undefined || this.verify(msg.payload) >>> 0 === readU32(rts, RTS_BYTES)) return true;
     const err = checksumError(this.host.rank, msg.source, `a ${msg.payload.byteLength}-byte message (tag ${msg.tag})`);
     req.fail?.(err);
     this.host.fail(err, req.fail !== undefined);
@@ -283,15 +283,4 @@ export class Rendezvous {
       peer,
     });
   }
-}
-
-function u32(b: Uint8Array, off: number): number {
-  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
-}
-
-function putU32(b: Uint8Array, off: number, v: number): void {
-  b[off] = v & 0xff;
-  b[off + 1] = (v >>> 8) & 0xff;
-  b[off + 2] = (v >>> 16) & 0xff;
-  b[off + 3] = (v >>> 24) & 0xff;
 }

@@ -12,6 +12,7 @@
 // is checked once the bytes have landed.
 
 import type { DestinationRequest, Endpoint, IncomingMessage, OutgoingMessage, Upcalls } from '../transport/transport.js';
+import { readU32, writeU32 } from '../transport/wire.js';
 import { CorruptError, OutOfRangeError } from './errors.js';
 import { Codec } from './codec-ids.js';
 
@@ -74,10 +75,7 @@ export function verifyingEndpoint(ep: Endpoint, crc: Checksum): Endpoint {
       const parts = msg.parts;
       const c = parts.length === 1 ? crc(parts[0]!) : checksumParts(crc, parts);
       const trailer = new Uint8Array(TRAILER_BYTES);
-      trailer[0] = c;
-      trailer[1] = c >>> 8;
-      trailer[2] = c >>> 16;
-      trailer[3] = c >>> 24;
+      writeU32(trailer, 0, c);
       // A fresh message: the caller may reuse its own object once this returns.
       const { ctx, source, tag, codec, byteLength } = msg;
       return ep.send({ ctx, source, tag, codec, parts: parts.length === 1 ? [parts[0]!, trailer] : [...parts, trailer], byteLength: byteLength + TRAILER_BYTES });
@@ -106,7 +104,7 @@ export function verifyingUpcalls(u: Upcalls, crc: Checksum, rank: number): Upcal
         return;
       }
       const body = p.subarray(0, n);
-      const want = (p[n]! | (p[n + 1]! << 8) | (p[n + 2]! << 16) | (p[n + 3]! << 24)) >>> 0;
+      const want = readU32(p, n);
       if (crc(body) >>> 0 !== want) {
         u.fail(checksumError(rank, m.source, `a ${n}-byte message (tag ${m.tag})`));
         return;

@@ -90,3 +90,16 @@ export function readHeaderWords(i32: Int32Array, w: number, out: HeaderWords): v
   out.reserved = cf >>> 16;
   out.total = (i32[w + TOTAL / 4 + 1]! >>> 0) * TWO32 + (i32[w + TOTAL / 4]! >>> 0);
 }
+
+/** The little-endian u32 at `off` of `b` (announcements and trailers are byte arrays, not word views). */
+export function readU32(b: Uint8Array, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
+}
+
+/** Writes `v` as a little-endian u32 at `off` of `b`. */
+export function writeU32(b: Uint8Array, off: number, v: number): void {
+  b[off] = v & 0xff;
+  b[off + 1] = (v >>> 8) & 0xff;
+  b[off + 2] = (v >>> 16) & 0xff;
+  b[off + 3] = (v >>> 24) & 0xff;
+}

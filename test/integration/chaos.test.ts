@@ -7,7 +7,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { fixture, ivrun, jobLeftovers, processesWith, rankOf } from '../helpers/job.js';
+import { fixture, ivrun, jobLeftovers, processesWith, rankOf, segmentsOf } from '../helpers/job.js';
 import { rng } from '../helpers/rng.js';
 
 const SOAK = fixture('soak.js');
@@ -23,14 +23,22 @@ const seed = process.env.CHAOS_SEED !== undefined ? Number(process.env.CHAOS_SEE
 console.log(`chaos seed ${seed} (CHAOS_SEED=${seed} replays it)`);
 const random = rng(seed);
 
-/** The rank processes of job `jobId` once all are up, then one of them after a random pause. */
-async function victimOf(jobId: string): Promise<{ pid: number; rank: number }> {
+/** How long a loaded machine may take to start 4 Node ranks and their first exchange. */
+const START_MS = 20_000;
+
+/**
+ * The rank processes of job `jobId` once all are up (and, over ivcom, once the job has mapped a
+ * segment: its traffic has begun), then one of them after a random pause.
+ */
+async function victimOf(jobId: string, ivcom: boolean): Promise<{ pid: number; rank: number }> {
   const marker = `IVCOM_TEST_MARK=${jobId}`;
   const ranks = () =>
     processesWith(marker)
       .map((pid) => ({ pid, rank: rankOf(pid) }))
       .filter((p): p is { pid: number; rank: number } => p.rank !== undefined);
-  for (let i = 0; i < 400 && ranks().length < RANKS; i++) await new Promise((r) => setTimeout(r, 25));
+  const t0 = Date.now();
+  const started = () => ranks().length >= RANKS && (!ivcom || segmentsOf(jobId).some((l) => l.endsWith(' mapping')));
+  while (!started() && Date.now() - t0 < START_MS) await new Promise((r) => setTimeout(r, 25));
   // Mid-traffic: the ranks have been exchanging for up to 1.5 s.
   await new Promise((r) => setTimeout(r, 200 + random() * 1300));
   const all = ranks();
@@ -51,7 +59,7 @@ describe('chaos', () => {
         env: LONG_SOAK,
         graceMs: GRACE_MS,
         onSpawn: () => {
-          void victimOf(jobId).then((v) => {
+          void victimOf(jobId, !args.includes('tcp')).then((v) => {
             victim = v;
             process.kill(v.pid, 'SIGKILL');
           });
@@ -75,7 +83,7 @@ describe('chaos', () => {
         env: LONG_SOAK,
         graceMs: GRACE_MS,
         onSpawn: (ivrunPid) => {
-          void victimOf(jobId).then(() => {
+          void victimOf(jobId, !args.includes('tcp')).then(() => {
             alive = jobLeftovers(jobId, `IVCOM_TEST_MARK=${jobId}`);
             process.kill(ivrunPid, 'SIGKILL');
           });

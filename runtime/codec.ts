@@ -16,7 +16,7 @@ export { Codec, CODEC_MAX } from './codec-ids.js';
 const ON_HEAP_MAX = 64;
 const scratch = new ArrayBuffer(ON_HEAP_MAX);
 const scratchU8 = new Uint8Array(scratch);
-const scratchViews: Array<ArrayLike<unknown> & { subarray(a: number, b: number): unknown }> = [];
+const scratchViews: Array<ArrayLike<unknown>> = [];
 eachKind((ctor, codec) => (scratchViews[codec] = new ctor(scratch)));
 function scratchOf(codec: number) {
   return scratchViews[codec]!;
@@ -165,8 +165,11 @@ export function decode(codec: number, bytes: Uint8Array, peer: number): unknown 
         // off-heap. Go through an aligned scratch view instead (or hand a Uint8Array over as is).
         if (codec === Codec.Uint8) return bytes;
         scratchU8.set(bytes);
-        const out = new ctor(n);
-        out.set(scratchOf(codec).subarray(0, n) as never);
+        const out = new ctor(n) as unknown as Record<number, unknown>;
+        // Element by element (at most 64 bytes): a subarray of the scratch would be one more
+        // object per message.
+        const from = scratchOf(codec);
+        for (let i = 0; i < n; i++) out[i] = from[i];
         return out;
       }
       // A view must own its whole buffer: transports may carve small payloads out of a shared

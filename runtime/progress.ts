@@ -8,6 +8,15 @@ import type { Transport } from '../transport/transport.js';
 import { OutOfRangeError } from './errors.js';
 import { RunQueue } from './run-queue.js';
 
+/**
+ * Spins are scheduled as reactions to this settled promise, not with queueMicrotask(): Node's
+ * queueMicrotask wraps every callback in an AsyncResource and a bound function (~250 B and an
+ * async-hooks check per call), and a ping-pong schedules a spin for every receive. Same
+ * microtask queue, same order. (spin() does not throw: transport failures are reported through
+ * their own upcalls.)
+ */
+const SETTLED = Promise.resolve();
+
 /** Longest run of back-to-back spins before the event loop gets a turn. */
 const FAIRNESS_NS = 2_000_000n;
 
@@ -118,7 +127,7 @@ export class Progress {
   kick(): void {
     if (this.memory.length === 0 || this.spinScheduled) return;
     this.spinScheduled = true;
-    queueMicrotask(this.spin);
+    void SETTLED.then(this.spin);
   }
 
   private readonly spin = (): void => {
@@ -155,7 +164,7 @@ export class Progress {
       // milliseconds of this, let the event loop turn once (timers, I/O: fairness).
       this.spinScheduled = true;
       if (this.streak === 0) this.streakStart = process.hrtime.bigint();
-      if (++this.streak < 64 || process.hrtime.bigint() - this.streakStart < FAIRNESS_NS) queueMicrotask(this.spin);
+      if (++this.streak < 64 || process.hrtime.bigint() - this.streakStart < FAIRNESS_NS) void SETTLED.then(this.spin);
       else {
         this.streak = 0;
         setImmediate(this.spin);

@@ -18,9 +18,18 @@ const keyOf = (cctx: number, tag: number) => cctx * TAG_SLOTS + slotOf(tag);
 
 export class CollectiveCalls {
   /** Calls in progress (Comm registers them); also what a rank's report lists. */
-  readonly active = new Set<ActiveCollective>();
-  /** The last calls that returned, by collective context and slot. */
-  private readonly returned = new Map<number, ActiveCollective>();
+  /**
+   * An array, not a Set: a Set that goes from one entry to none on every call shrinks its table
+   * each time, garbage on every collective.
+   */
+  readonly active: ActiveCollective[] = [];
+  /**
+   * The last calls that returned, by collective context and slot, in two generations: at least
+   * the last RETURNED_CALLS_KEPT are in one of them. (One Map with a delete per call to bound it
+   * left holes that V8 rehashes away: garbage on every collective.)
+   */
+  private returned = new Map<number, ActiveCollective>();
+  private returnedBefore = new Map<number, ActiveCollective>();
   /** Calls that met another call's message: what they post from now on rejects at once. */
   private readonly broken = new Map<number, Error>();
 
@@ -32,7 +41,7 @@ export class CollectiveCalls {
 
   /** A call starts: did messages of another call arrive for its slot before it? */
   started(a: ActiveCollective): void {
-    this.active.add(a);
+    this.active.push(a);
     if (this.broken.size > 0) this.broken.delete(keyOf(a.ctx + 1, a.base));
     const m = this.matcherOf(a.ctx + 1);
     if (m === undefined || m.unexpectedCount === 0) return;
@@ -44,11 +53,12 @@ export class CollectiveCalls {
 
   /** A call settled. One that a mismatch ended is not remembered (the rest of the other call's messages will come). */
   returnedFrom(a: ActiveCollective): void {
-    if (!this.active.delete(a)) return;
-    const key = keyOf(a.ctx + 1, a.base);
-    this.returned.delete(key);
-    this.returned.set(key, a);
-    if (this.returned.size > RETURNED_CALLS_KEPT) this.returned.delete(this.returned.keys().next().value!);
+    if (!removeFrom(this.active, a)) return;
+    if (this.returned.size >= RETURNED_CALLS_KEPT) {
+      this.returnedBefore = this.returned;
+      this.returned = new Map();
+    }
+    this.returned.set(keyOf(a.ctx + 1, a.base), a);
   }
 
   /** The mismatch, if any, of the call that a receive on collective context `cctx` with `tag` belongs to. */
@@ -60,16 +70,19 @@ export class CollectiveCalls {
   arrived(m: IncomingMessage): void {
     const slot = slotOf(m.tag);
     let waiting = false;
-    for (const a of this.active) {
+    // Backwards: mismatch() removes the call it rejects, moving only the ones already seen.
+    for (let i = this.active.length - 1; i >= 0; i--) {
+      const a = this.active[i]!;
       if (a.ctx + 1 !== m.ctx || slotOf(a.base) !== slot) continue;
       waiting = true;
       if (!sameCall(a.base, m.tag)) this.mismatch(a, m);
     }
     if (waiting) return;
     const key = keyOf(m.ctx, m.tag);
-    const done = this.returned.get(key);
+    const done = this.returned.get(key) ?? this.returnedBefore.get(key);
     if (done === undefined || sameCall(done.base, m.tag)) return;
     this.returned.delete(key);
+    this.returnedBefore.delete(key);
     const err = this.error(done, m, 'it had returned already, so the job cannot go on');
     // Nothing is waiting to be told: end the job, as any uncaught error does.
     queueMicrotask(() => {
@@ -79,7 +92,7 @@ export class CollectiveCalls {
 
   /** Rejects call `a`, which met `m` (another call's message), and what it waits for. */
   private mismatch(a: ActiveCollective, m: Envelope | IncomingMessage): void {
-    if (!this.active.delete(a)) return;
+    if (!removeFrom(this.active, a)) return;
     const err = this.error(a, m);
     this.broken.set(keyOf(a.ctx + 1, a.base), err);
     const matcher = this.matcherOf(a.ctx + 1);
@@ -99,4 +112,13 @@ export class CollectiveCalls {
       { rank: this.rank, peer: m.source },
     );
   }
+}
+
+/** Removes `a` from `list` keeping the order of the rest; false when it was not there. */
+function removeFrom<T>(list: T[], a: T): boolean {
+  const i = list.indexOf(a);
+  if (i < 0) return false;
+  for (let j = i + 1; j < list.length; j++) list[j - 1] = list[j]!;
+  list.pop();
+  return true;
 }

@@ -174,7 +174,7 @@ export class Engine {
       this.rendezvous.control(m);
       return;
     }
-    if ((m.ctx & 1) === 1 && this.calls.active.size > 0) this.calls.arrived(m);
+    if ((m.ctx & 1) === 1 && this.calls.active.length > 0) this.calls.arrived(m);
     const env: Envelope = m;
     env.seq = this.seq++;
     const claimed = this.claims.size > 0 ? this.claims.get(m.payload) : undefined;

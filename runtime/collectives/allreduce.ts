@@ -106,10 +106,22 @@ export async function allreduceImpl(p: CollPort, x: unknown, red: Reducer, tag: 
  * contribution itself: in place), the result is written there and `into` is returned, so a
  * loop reuses one buffer instead of getting fresh memory every call.
  */
-export async function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: AnyTypedArray): Promise<T> {
-  const red = reducer(checkOp(op, p.worldRank), p.worldRank, cloneValue);
-  if (into !== undefined) checkInto(p, data, into);
-  const tag = nextTagBase(p);
+export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: AnyTypedArray): Promise<T> {
+  try {
+    const red = reducer(checkOp(op, p.worldRank), p.worldRank, cloneValue);
+    if (into !== undefined) checkInto(p, data, into);
+    const tag = nextTagBase(p);
+    // Not inside an async function: its frame is most of what a small allreduce allocates.
+    if (p.size === 2 && red.readsAsIs(data) && selectAllreduce(p, data.byteLength, true) === 'recursive-doubling') {
+      return pairAllreduceTyped(p, data, red, tag + 2, into) as Promise<T>;
+    }
+    return allreduceWith(p, data, red, tag, into);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+async function allreduceWith<T>(p: CollPort, data: T, red: Reducer, tag: number, into: AnyTypedArray | undefined): Promise<T> {
   if (p.size > 1 && red.readsAsIs(data) && selectAllreduce(p, data.byteLength, true) === 'ring') {
     // Large arrays are memory-bound: read the caller's array where it is (as a send would) and
     // let the reduction write the result as it goes, instead of copying the contribution first.
@@ -130,6 +142,27 @@ export async function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, in
   if (into === undefined) return r as T;
   (into as Uint8Array).set(r as Uint8Array);
   return into as T;
+}
+
+/**
+ * Two ranks, a small typed array, a built-in op: one exchange (the tag recursive doubling would
+ * use). The caller's array is sent as it is, with no prepared copy, and the result is written
+ * into the array just received, which is this rank's own (or into `into`). Both ranks apply the
+ * kernel to (rank 0's values, rank 1's values): identical bits on both.
+ */
+async function pairAllreduceTyped(p: CollPort, data: AnyTypedArray, red: Reducer, tag: number, into: AnyTypedArray | undefined): Promise<unknown> {
+  const other = p.rank ^ 1;
+  const s = p.send(data, other, tag);
+  const v = await p.recv(other, tag);
+  await s;
+  const kind = typedKind(data)!;
+  // The other rank's contribution must be the same kind and length; combine() says how it differs.
+  if (typedKind(v) !== kind || (v as AnyTypedArray).length !== data.length) return red.combine(red.prepare(data), v);
+  const out = into ?? (v as AnyTypedArray);
+  const k = kernel(red.builtin!, kind)!;
+  if (p.rank === 0) k(out, data, 0, v as AnyTypedArray, 0, data.length);
+  else k(out, v as AnyTypedArray, 0, data, 0, data.length);
+  return out;
 }
 
 function checkInto(p: CollPort, data: unknown, into: unknown): asserts data is AnyTypedArray {

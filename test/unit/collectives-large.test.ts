@@ -145,6 +145,7 @@ describe('large typed arrays', () => {
 
   it.each([
     ['small, recursive doubling', 5, 37],
+    ['small, two ranks (one exchange, no prepared copy)', 2, 37],
     ['large, the ring', 3, ALLREDUCE_RING_BYTES / 8 + 11],
   ])('allreduce into a caller buffer (%s), also in place, reused across calls', async (_what, size, n) => {
     const inputs = Array.from({ length: size }, (_, r) => ramp(n, r));

@@ -3,7 +3,7 @@
 // copies); every other value goes through msgpackr with structured cloning, so Map, Set, Date,
 // bigint of any size, undefined, cycles and nested typed arrays survive.
 
-import { Packr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import { MAX_MESSAGE_BYTES } from '../transport/wire.js';
 import { Codec } from './codec-ids.js';
 import { MAX_DEPTH, refusal } from './clonable.js';
@@ -26,22 +26,20 @@ const packr = new Packr({ structuredClone: true, useBigIntExtension: true });
 
 // msgpackr reads its input through `.buffer` (a DataView over it), and asking a small on-heap
 // typed array for `.buffer` makes V8 move it off the heap: ~1.4 us, more than the whole decode of
-// a small object. So small msgpack payloads are first copied (a few dozen bytes) into views of an
-// off-heap slab. A slab is never reused (a full one is dropped), because msgpackr may hand out
-// views into its input (binary values) that must stay valid.
-const SLAB_BYTES = 64 * 1024;
-let slab = new Uint8Array(new ArrayBuffer(SLAB_BYTES));
-let slabOff = 0;
-function offHeap(bytes: Uint8Array): Uint8Array {
+// a small object. So small msgpack payloads are first copied (a few dozen bytes) into an off-heap
+// scratch, through one view per length: msgpackr caches the DataView it makes on the view it is
+// given, so reusing the views saves a view and a DataView per message (a small dict decoded in
+// ~0.43 us instead of ~0.72 us). The scratch is overwritten by the next message, so what is
+// decoded from it must not alias it: copyBuffers makes msgpackr copy binary values out (typed
+// arrays it copies anyway).
+const smallUnpackr = new Unpackr({ structuredClone: true, useBigIntExtension: true, copyBuffers: true });
+const smallScratch = new Uint8Array(new ArrayBuffer(ON_HEAP_MAX));
+const smallViews: Uint8Array[] = Array.from({ length: ON_HEAP_MAX + 1 }, (_, n) => smallScratch.subarray(0, n));
+function unpackSmall(bytes: Uint8Array): unknown {
   const n = bytes.byteLength;
-  if (slabOff + n > SLAB_BYTES) {
-    slab = new Uint8Array(new ArrayBuffer(SLAB_BYTES));
-    slabOff = 0;
-  }
-  const view = slab.subarray(slabOff, slabOff + n);
-  slabOff = (slabOff + n + 7) & ~7;
+  const view = smallViews[n]!;
   for (let i = 0; i < n; i++) view[i] = bytes[i]!;
-  return view;
+  return smallUnpackr.unpack(view);
 }
 
 export interface Encoded {
@@ -125,7 +123,7 @@ export function decode(codec: number, bytes: Uint8Array, peer: number): unknown 
   switch (codec) {
     case Codec.Msgpack:
       try {
-        return packr.unpack(bytes.byteLength <= ON_HEAP_MAX ? offHeap(bytes) : bytes);
+        return bytes.byteLength <= ON_HEAP_MAX ? unpackSmall(bytes) : packr.unpack(bytes);
       } catch (err) {
         if (isStackOverflow(err)) {
           throw new CorruptError(

@@ -64,6 +64,20 @@ describe('codec', () => {
     expect(() => decode(Codec.Msgpack, new Uint8Array([0xdb, 0xff, 0xff, 0xff, 0x7f, 0x41]), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
   });
 
+  it('small msgpack values own what they hold: decoding the next message does not change them', () => {
+    // Small payloads are decoded out of one reused scratch; binary values must not be views of it.
+    const first = { b: Buffer.from([1, 2, 3]), u: new Uint8Array([4, 5]), f: new Float64Array([6.5]), s: 'x' };
+    const e1 = encode(first);
+    expect(e1.bytes.byteLength).toBeLessThanOrEqual(64);
+    const got = decode(e1.codec, e1.bytes.slice(), 0) as Record<string, ArrayLike<number>>;
+    const e2 = encode({ b: Buffer.from([9, 9, 9]), u: new Uint8Array([9, 9]), f: new Float64Array([9]), s: 'y' });
+    decode(e2.codec, e2.bytes.slice(), 0);
+    expect([...got.b!]).toEqual([1, 2, 3]);
+    expect([...got.u!]).toEqual([4, 5]);
+    expect([...got.f!]).toEqual([6.5]);
+    expect(got.s).toBe('x');
+  });
+
   it('keeps structured values through msgpackr', () => {
     const v = { m: new Map([[1, new Set(['a'])]]), d: new Date(3), b: 1n << 300n, u: undefined, n: [null, new Uint16Array([7])] };
     expect(isDeepStrictEqual(roundTrip(v), v)).toBe(true);

@@ -22,7 +22,9 @@ function scratchOf(codec: number) {
   return scratchViews[codec]!;
 }
 
-const packr = new Packr({ structuredClone: true, useBigIntExtension: true });
+/** How values are encoded: what structured clone keeps, bigints of any size. */
+const CLONE = { structuredClone: true, useBigIntExtension: true } as const;
+const packr = new Packr(CLONE);
 
 // msgpackr reads its input through `.buffer` (a DataView over it), and asking a small on-heap
 // typed array for `.buffer` makes V8 move it off the heap: ~1.4 us, more than the whole decode of
@@ -32,7 +34,7 @@ const packr = new Packr({ structuredClone: true, useBigIntExtension: true });
 // ~0.43 us instead of ~0.72 us). The scratch is overwritten by the next message, so what is
 // decoded from it must not alias it: copyBuffers makes msgpackr copy binary values out (typed
 // arrays it copies anyway).
-const smallUnpackr = new Unpackr({ structuredClone: true, useBigIntExtension: true, copyBuffers: true });
+const smallUnpackr = new Unpackr({ ...CLONE, copyBuffers: true });
 const smallScratch = new Uint8Array(new ArrayBuffer(ON_HEAP_MAX));
 const smallViews: Uint8Array[] = Array.from({ length: ON_HEAP_MAX + 1 }, (_, n) => smallScratch.subarray(0, n));
 function unpackSmall(bytes: Uint8Array): unknown {

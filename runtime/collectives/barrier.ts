@@ -4,7 +4,7 @@
 
 import type { CollPort } from './port.js';
 import { useHierarchy } from './select.js';
-import { exchange, mod, noop, subPort, topology } from './util.js';
+import { exchange, mod, subPort, topology } from './util.js';
 import { nextTagBase } from './signature.js';
 
 /** Raw bytes, not a value: no msgpack encoding or decoding per signal. */
@@ -21,14 +21,9 @@ export async function disseminationBarrier(p: CollPort, tag: number): Promise<vo
 export async function barrierImpl(p: CollPort, tag: number): Promise<void> {
   if (p.size === 1) return;
   if (p.size === 2) {
-    // The dissemination barrier's one round, written out: the two layers of async calls around
-    // it cost more than the exchange itself (and a few hundred bytes of garbage per barrier).
-    const other = p.rank ^ 1;
-    const s = p.send(TOKEN, other, tag);
-    const r = p.recv(other, tag);
-    r.catch(noop);
-    await s;
-    await r;
+    // The dissemination barrier's one round, without its loop's async layer: that layer cost
+    // more than the exchange itself (and a few hundred bytes of garbage per barrier).
+    await exchange(p, TOKEN, p.rank ^ 1, p.rank ^ 1, tag);
     return;
   }
   if (!useHierarchy(p)) return await disseminationBarrier(p, tag);

@@ -77,7 +77,7 @@ export function checkEntries(what: string, a: unknown, p: CollPort): unknown[] {
   return a;
 }
 
-export const noop = (): void => {};
+const noop = (): void => {};
 
 /**
  * Sends `v` to `dest` (tag `tag`) and receives from `source` (tag `recvTag`), both posted before

@@ -50,29 +50,40 @@ export interface Encoded {
   bytes: Uint8Array;
 }
 
+// What encode() returns, refilled by every call (a fresh object per send was 40 B of garbage per
+// message): read it before encoding again. Filled last, so a nested send (a toJSON calling send)
+// cannot overwrite the outer call's result before it returns.
+const encoded: Encoded = { codec: Codec.Msgpack, bytes: new Uint8Array(0) };
+function result(codec: Codec, bytes: Uint8Array): Encoded {
+  encoded.codec = codec;
+  encoded.bytes = bytes;
+  return encoded;
+}
 
+
+/** The value's codec and bytes, in an object the next call reuses (see `encoded`). */
 export function encode(value: unknown): Encoded {
   if (ArrayBuffer.isView(value)) {
     // A Uint8Array is already the view we need; taking `.buffer` of a small (on-heap) typed
     // array would make V8 move it off-heap, a cost on every send.
-    if (Object.getPrototypeOf(value) === Uint8Array.prototype) return { codec: Codec.Uint8, bytes: value as Uint8Array };
+    if (Object.getPrototypeOf(value) === Uint8Array.prototype) return result(Codec.Uint8, value as Uint8Array);
     const codec = CODEC_OF_PROTO.get(Object.getPrototypeOf(value));
     if (codec !== undefined && value.byteLength <= ON_HEAP_MAX) {
       // Same reason: a small typed array is copied element-wise through the aligned scratch
       // instead of having its buffer materialized (the transport copies it anyway).
       const view = scratchOf(codec) as unknown as { set(a: ArrayLike<unknown>): void };
       view.set(value as unknown as ArrayLike<unknown>);
-      return { codec, bytes: scratchU8.slice(0, value.byteLength) };
+      return result(codec, scratchU8.slice(0, value.byteLength));
     }
     if (value.byteLength > MAX_MESSAGE_BYTES) throw tooLarge(`a ${value.constructor.name} of ${value.byteLength} bytes`);
     const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    if (Buffer.isBuffer(value)) return { codec: Codec.Buffer, bytes };
-    if (value instanceof DataView) return { codec: Codec.DataView, bytes };
-    if (codec !== undefined) return { codec, bytes };
+    if (Buffer.isBuffer(value)) return result(Codec.Buffer, bytes);
+    if (value instanceof DataView) return result(Codec.DataView, bytes);
+    if (codec !== undefined) return result(codec, bytes);
     // A typed-array subclass or a kind this Node does not list: keep its contents via msgpackr.
   } else if (value instanceof ArrayBuffer) {
     if (value.byteLength > MAX_MESSAGE_BYTES) throw tooLarge(`an ArrayBuffer of ${value.byteLength} bytes`);
-    return { codec: Codec.ArrayBuffer, bytes: new Uint8Array(value) };
+    return result(Codec.ArrayBuffer, new Uint8Array(value));
   }
   const refused = refusal(value);
   if (refused?.tooDeep) throw tooDeep(refused.what);
@@ -82,7 +93,7 @@ export function encode(value: unknown): Encoded {
     );
   }
   try {
-    return { codec: Codec.Msgpack, bytes: packr.pack(value) };
+    return result(Codec.Msgpack, packr.pack(value));
   } catch (err) {
     // Within MAX_DEPTH, yet the stack ran out: the send was called from deep in the program.
     if (isStackOverflow(err)) throw tooDeep('a value this deeply nested from this point of the program', err);

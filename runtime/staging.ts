@@ -16,8 +16,11 @@ export const STAGING_MIN_BYTES = 32 * 1024;
 const STAGING_MAX_BYTES = 64 * 1024 * 1024;
 
 export class StagingPool {
-  /** Free buffers by exact size: streams repeat their message sizes. */
-  private readonly free = new Map<number, ArrayBuffer[]>();
+  /**
+   * Free buffers by exact size (streams repeat their message sizes), each kept as the view that
+   * covers it whole: handing out the same view object again saves one per message.
+   */
+  private readonly free = new Map<number, Uint8Array[]>();
   private freeBytes = 0;
   /** Buffers lent to a message still queued or being received. */
   private readonly lent = new WeakSet<ArrayBuffer>();
@@ -25,13 +28,12 @@ export class StagingPool {
   /** A view of exactly `n` bytes for an unexpected message, or undefined below the threshold. */
   take(n: number): Uint8Array | undefined {
     if (n < STAGING_MIN_BYTES) return undefined;
-    const list = this.free.get(n);
-    let buf = list?.pop();
-    if (buf !== undefined) this.freeBytes -= n;
+    let view = this.free.get(n)?.pop();
+    if (view !== undefined) this.freeBytes -= n;
     // Not zero-filled: the transport overwrites every byte before the message is delivered.
-    else buf = Buffer.allocUnsafeSlow(n).buffer as ArrayBuffer;
-    this.lent.add(buf);
-    return new Uint8Array(buf, 0, n);
+    else view = new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
+    this.lent.add(view.buffer as ArrayBuffer);
+    return view;
   }
 
   /** The message's bytes were copied out: its buffer may serve the next message. */
@@ -44,7 +46,9 @@ export class StagingPool {
     if (this.freeBytes + buf.byteLength > STAGING_MAX_BYTES) return;
     let list = this.free.get(buf.byteLength);
     if (list === undefined) this.free.set(buf.byteLength, (list = []));
-    list.push(buf);
+    // The payload is normally the very view take() lent; a narrower one (a verified message's
+    // trailer cut off) gets a whole view.
+    list.push(payload.byteOffset === 0 && payload.byteLength === buf.byteLength ? payload : new Uint8Array(buf));
     this.freeBytes += buf.byteLength;
   }
 

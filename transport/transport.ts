@@ -69,7 +69,8 @@ export interface Upcalls {
    * Optional: when a large message starts, the receiver may name the memory to assemble it in
    * (a buffer a receive has already posted), saving a copy and fresh pages. Exactly
    * `byteLength` bytes, or undefined to let the transport allocate. The delivered payload is
-   * then that very view.
+   * then that very view. `h` is valid during the call only: a transport may reuse it for the
+   * next message (it is asked once per large message, and a fresh object each time was garbage).
    */
   allocate?(h: DestinationRequest): Uint8Array | undefined;
   /**

@@ -56,6 +56,36 @@ describe('Matcher', () => {
     expect(m.peek(4, 1)?.payload[0]).toBe(9);
   });
 
+  it('keeps FIFO order through wrap-around, growth and removals in the middle of a queue', () => {
+    const m = new Matcher();
+    const got: number[] = [];
+    const posted: Request[] = [];
+    const post = (k: number) => {
+      const r: Request = { source: 1, tag: 3, seq: seq++, done: false, complete: () => got.push(k) };
+      posted[k] = r;
+      m.post(r);
+    };
+    // Fill and drain a few times so the ring's head wraps, then outgrow it (4 slots at first).
+    let k = 0;
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 3; i++) post(k++);
+      for (let i = 0; i < 3; i++) m.arrive(env(1, 3));
+    }
+    for (let i = 0; i < 11; i++) post(k++);
+    expect(m.cancel(posted[12]!)).toBe(true); // a middle one
+    expect(m.cancel(posted[9]!)).toBe(true); // the head
+    expect(m.cancel(posted[19]!)).toBe(true); // the tail
+    expect(m.cancel(posted[12]!)).toBe(false);
+    for (let i = 0; i < 8; i++) m.arrive(env(1, 3));
+    expect(got).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 14, 15, 16, 17, 18]);
+    expect(m.pendingReceives).toBe(0);
+    // The queue still works after all that: unexpected messages queue in order too.
+    for (let i = 0; i < 6; i++) m.arrive(env(1, 3, i));
+    const late: Envelope[] = [];
+    for (let i = 0; i < 6; i++) m.post(req(1, 3, late));
+    expect(late.map((e) => e.payload[0])).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
   it('a cancelled receive never matches', () => {
     const m = new Matcher();
     const a: Envelope[] = [];

@@ -41,6 +41,8 @@ export class RxRing extends RingHalf {
   private readonly allocateCb: ((h: DestinationRequest) => Uint8Array | undefined) | undefined;
   /** The record header being read, copied out of the segment (reused: no allocation per record). */
   private readonly hdr: HeaderWords = { ctx: 0, source: 0, tag: 0, codec: 0, flags: 0, reserved: 0, total: 0 };
+  /** What allocate() is asked with, refilled per message (Upcalls.allocate: valid during the call). */
+  private readonly asked: DestinationRequest = { ctx: 0, source: 0, tag: 0, codec: 0, byteLength: 0 };
   /** Private consumer index; never read back from the segment. */
   private cons = 0;
   private publishedCons = 0;
@@ -171,7 +173,13 @@ export class RxRing extends RingHalf {
           }
           let d: Uint8Array | undefined;
           if (this.allocateCb !== undefined && total > SMALL_MAX) {
-            d = this.allocateCb({ ctx, source, tag, codec, byteLength: total });
+            const a = this.asked;
+            a.ctx = ctx;
+            a.source = source;
+            a.tag = tag;
+            a.codec = codec;
+            a.byteLength = total;
+            d = this.allocateCb(a);
             if (d !== undefined && (!(d instanceof Uint8Array) || d.byteLength !== total)) d = undefined;
           }
           d ??= this.alloc(total);

@@ -17,8 +17,17 @@ import { RunQueue } from './run-queue.js';
  */
 const SETTLED = Promise.resolve();
 
-/** Longest run of back-to-back spins before the event loop gets a turn. */
-const FAIRNESS_NS = 2_000_000n;
+/**
+ * Polls between readings of the clock while spinning, minus one (a mask): a reading costs ~0.1 µs
+ * and a few dozen bytes of garbage, more than a quiet poll, so a spin reads it every few µs,
+ * well within its 20 µs minimum budget; polls that yield the core take longer, so those read it
+ * more often.
+ */
+const CLOCK_EVERY = 127;
+const CLOCK_EVERY_RELAXED = 15;
+
+/** Longest run (ms) of back-to-back spins before the event loop gets a turn. */
+const FAIRNESS_MS = 2;
 
 /** IVCOM_SPIN_US: a fixed spin budget in µs (unset or empty: adaptive). Anything else is refused. */
 export function spinOverride(v: string | undefined, rank: number): number | undefined {
@@ -41,12 +50,14 @@ export class Progress {
   private holds = 0;
   private readonly keepAlive: NodeJS.Timeout;
   private spinScheduled = false;
-  private spinBudgetNs: bigint;
+  // The spin's clock is performance.now(), in ms: process.hrtime.bigint() allocated a BigInt per
+  // reading (~40 B, several per message) and took 150-230 ns against ~95 (measured).
+  private spinBudgetMs: number;
   private readonly crowded: boolean;
-  private readonly spinMinNs: bigint;
-  private readonly spinMaxNs: bigint;
-  /** When the last spin gave up and the doorbells were armed (0n: not sleeping). */
-  private armedAt = 0n;
+  private readonly spinMinMs: number;
+  private readonly spinMaxMs: number;
+  /** When the last spin gave up and the doorbells were armed (0: not sleeping). */
+  private armedAt = 0;
   /** Whether the host has more runnable threads than cores: then waiting means sleeping. */
   private readonly runQueue: RunQueue | undefined;
 
@@ -62,19 +73,19 @@ export class Progress {
     // core its peer needs to answer, so yield to the kernel almost at once.
     const roomy = local <= os.availableParallelism();
     const fixed = spinOverride(process.env.IVCOM_SPIN_US, rank);
-    const us = (x: number) => BigInt(Math.max(0, Math.round(x * 1000)));
+    const us = (x: number) => Math.max(0, x) / 1000;
     // Crowded (more local ranks than cores): poll with a yield between polls, so the peer gets
     // the core, and only briefly: a yielding rank still takes turns on the core (the scheduler
     // hands it back long before the peer's turn is used up), so long yield-polling starves the
     // ranks that have work. Measured, 4 ranks on 2 cores, 1 MiB allreduce: 4.1-4.9 ms with
     // 100-300 us of yield-polling, 5.8 ms with 1 ms, 9-10 ms adapting up to 2 ms, 46 ms with 20 ms.
     this.crowded = !roomy;
-    this.spinBudgetNs = us(fixed ?? (roomy ? 50 : 100));
+    this.spinBudgetMs = us(fixed ?? (roomy ? 50 : 100));
     // Adaptive: a wait that the doorbell ended soon after the spin gave up means the spin was
     // just too short (e.g. the peer handles a window of messages before it answers): spin
     // longer next time. A long sleep means the peer was really idle: spin less.
-    this.spinMinNs = fixed !== undefined ? this.spinBudgetNs : us(20);
-    this.spinMaxNs = fixed !== undefined ? this.spinBudgetNs : us(roomy ? 1000 : 200);
+    this.spinMinMs = fixed !== undefined ? this.spinBudgetMs : us(20);
+    this.spinMaxMs = fixed !== undefined ? this.spinBudgetMs : us(roomy ? 1000 : 200);
     // A fixed budget is the user's decision; adaptive spinning also yields to run-queue pressure.
     this.runQueue = fixed === undefined && memory.length > 0 ? new RunQueue() : undefined;
   }
@@ -135,10 +146,14 @@ export class Progress {
     const t = this.memory;
     let moved = 0;
     if (this.holds > 0) {
-      const now = process.hrtime.bigint();
-      // Under pressure: one look at the rings, then sleep on the doorbell (run-queue.ts).
-      const deadline = now + (this.runQueue?.pressure(now) ? 0n : this.spinBudgetNs);
+      const now = performance.now();
+      // Under pressure (run-queue.ts), or with no budget: one look at the rings, then sleep on
+      // the doorbell.
+      const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs;
+      const deadline = now + budget;
       const relax = this.crowded;
+      // A quiet poll takes tens of ns; a yielding one (relax) over a µs.
+      const clockEvery = relax ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
       for (let i = 0; ; i++) {
         let n = 0;
         for (const tr of t) n += tr.poll!();
@@ -149,12 +164,12 @@ export class Progress {
         // spent without anything moving.
         if (moved !== 0) break;
         if (relax) for (const tr of t) tr.relax?.();
-        if ((i & 15) === 15 && process.hrtime.bigint() >= deadline) break;
+        if (budget === 0 || ((i & clockEvery) === clockEvery && performance.now() >= deadline)) break;
       }
     }
     if (moved === 0) {
       this.streak = 0;
-      if (this.holds > 0) this.armedAt = process.hrtime.bigint();
+      if (this.holds > 0) this.armedAt = performance.now();
       this.arm();
       return;
     }
@@ -163,8 +178,8 @@ export class Progress {
       // continuations just released have run, instead of falling back to doorbells. Every few
       // milliseconds of this, let the event loop turn once (timers, I/O: fairness).
       this.spinScheduled = true;
-      if (this.streak === 0) this.streakStart = process.hrtime.bigint();
-      if (++this.streak < 64 || process.hrtime.bigint() - this.streakStart < FAIRNESS_NS) void SETTLED.then(this.spin);
+      if (this.streak === 0) this.streakStart = performance.now();
+      if (++this.streak < 64 || performance.now() - this.streakStart < FAIRNESS_MS) void SETTLED.then(this.spin);
       else {
         this.streak = 0;
         setImmediate(this.spin);
@@ -182,7 +197,7 @@ export class Progress {
   };
 
   private streak = 0;
-  private streakStart = 0n;
+  private streakStart = 0;
 
   private armScheduled = false;
   private readonly deferredArm = (): void => {
@@ -200,16 +215,16 @@ export class Progress {
 
   /** A receive completed: if it ended a sleep, tune the spin budget by how long the sleep was. */
   completed(): void {
-    if (this.armedAt === 0n) return;
-    const slept = process.hrtime.bigint() - this.armedAt;
-    this.armedAt = 0n;
-    const b = this.spinBudgetNs;
+    if (this.armedAt === 0) return;
+    const slept = performance.now() - this.armedAt;
+    this.armedAt = 0;
+    const b = this.spinBudgetMs;
     // Judged against the longest spin, not the current one: a sleep's length includes the
     // kernel wake-up (0.1-0.7 ms on an idle VM), so once both sides of an exchange sleep, every
     // reply looks slower than any short spin and a rule relative to the budget never grows it
     // (measured: a 64-message window stream slept on ~45 % of its windows).
-    if (slept < this.spinMaxNs) this.spinBudgetNs = b * 2n < this.spinMaxNs ? b * 2n : this.spinMaxNs;
-    else if (slept > 4n * this.spinMaxNs) this.spinBudgetNs = b / 2n > this.spinMinNs ? b / 2n : this.spinMinNs;
+    if (slept < this.spinMaxMs) this.spinBudgetMs = b * 2 < this.spinMaxMs ? b * 2 : this.spinMaxMs;
+    else if (slept > 4 * this.spinMaxMs) this.spinBudgetMs = b / 2 > this.spinMinMs ? b / 2 : this.spinMinMs;
   }
 
   close(): void {

@@ -9,24 +9,29 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import os from 'node:os';
 
-/** How often the count is re-read while a rank spins: a pread of /proc/loadavg costs ~4 µs here. */
-const SAMPLE_NS = 10_000_000n;
+/** How often (ms) the count is re-read while a rank spins: a pread of /proc/loadavg costs ~4 µs here. */
+const SAMPLE_MS = 10;
 /**
- * Samples in a row that must disagree with the verdict before it changes (one is one instant).
- * A scavenge's helper threads or a short-lived process lengthen the run queue for a few ms; a
- * competing job does for seconds. At 2 samples a quiet 2-rank stream still slept on its doorbell
- * a few hundred times a second for bursts like those; at 5 (50 ms) ~4x less, and a competing
- * job is still met within 50 ms (docs/performance.md).
+ * The verdict is the majority of the last WINDOW samples (one sample is one instant). A scavenge's
+ * helper threads, an optimizing compile or a short-lived process lengthen the run queue for a few
+ * ms; V8's background threads of the job's own ranks can keep it long for 50-150 ms after a phase
+ * change; a competing job does for seconds. Requiring samples in a row instead would let one
+ * sample undo a change in either direction: a verdict of pressure taken while the ranks' own
+ * helpers ran outlives them by 100-300 ms, in which a quiet stream sleeps on its doorbell
+ * hundreds of times (docs/decisions.md). A competing job is met within MAJORITY samples (50 ms).
  */
-export const AGREE = 5;
+export const WINDOW = 9;
+export const MAJORITY = 5;
+const WINDOW_MASK = (1 << WINDOW) - 1;
 const SLASH = 0x2f;
 const SPACE = 0x20;
 
 export class RunQueue {
   private fd = -1;
   private readonly buf = Buffer.alloc(128);
-  private nextAt = 0n;
-  private streak = 0;
+  private nextAt = 0;
+  /** The last WINDOW samples, newest in bit 0: 1 where runnable threads outnumbered the cores. */
+  private history = 0;
   /** More runnable threads than cores, as of the last samples. */
   private crowded = false;
 
@@ -41,16 +46,19 @@ export class RunQueue {
     }
   }
 
-  /** True while the host's runnable threads outnumber its cores (re-sampled every SAMPLE_NS). */
-  pressure(now: bigint): boolean {
+  /**
+   * True while the host's runnable threads outnumber its cores (re-sampled every SAMPLE_MS).
+   * `now`: performance.now(), in ms.
+   */
+  pressure(now: number): boolean {
     if (this.fd < 0 || now < this.nextAt) return this.crowded;
-    this.nextAt = now + SAMPLE_NS;
+    this.nextAt = now + SAMPLE_MS;
     const over = this.running() > this.cores;
-    if (over === this.crowded) this.streak = 0;
-    else if (++this.streak >= AGREE) {
-      this.crowded = over;
-      this.streak = 0;
-    }
+    const h = ((this.history << 1) | (over ? 1 : 0)) & WINDOW_MASK;
+    this.history = h;
+    let n = 0;
+    for (let b = h; b !== 0; b &= b - 1) n++;
+    this.crowded = n >= MAJORITY;
     return this.crowded;
   }
 

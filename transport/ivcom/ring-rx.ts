@@ -43,7 +43,7 @@ export class RxRing extends RingHalf {
   private readonly hdr: HeaderWords = { ctx: 0, source: 0, tag: 0, codec: 0, flags: 0, reserved: 0, total: 0 };
   /** What allocate() is asked with, refilled per message (Upcalls.allocate: valid during the call). */
   private readonly asked: DestinationRequest = { ctx: 0, source: 0, tag: 0, codec: 0, byteLength: 0 };
-  /** Private consumer index; never read back from the segment. */
+  /** Private consumer index; never read back from the segment. int32, as TxRing's prod says why. */
   private cons = 0;
   private publishedCons = 0;
   /** We set dataWanted and have not withdrawn it. */
@@ -140,7 +140,7 @@ export class RxRing extends RingHalf {
           break;
         }
         if (magic !== RECORD_MAGIC) return this.corruptAt(cons, 'bad record magic', delivered);
-        cons = (cons + skip) >>> 0;
+        cons = (cons + skip) | 0;
         // Every other header word read exactly once into a local, after the magic.
         const len = i32[w]! >>> 0;
         const h = this.hdr;
@@ -218,7 +218,7 @@ export class RxRing extends RingHalf {
           copyBytes(this.nativeCopy, dest, destOff, u8, base + dataPos, n1);
           if (len > n1) copyBytes(this.nativeCopy, dest, destOff + n1, u8, base, len - n1);
         }
-        cons = (cons + rec) >>> 0;
+        cons = (cons + rec) | 0;
         budget -= skip + rec;
         this.cons = cons; // private state first: a throwing deliver() cannot cause a re-delivery
         if (((cons - this.publishedCons) >>> 0) >= this.releaseBytes) this.publishCons(cons);
@@ -283,7 +283,7 @@ export class RxRing extends RingHalf {
   }
 
   private corruptAt(index: number, what: string, delivered: number): number {
-    this.host.corrupt(`record at index ${index}: ${what}`);
+    this.host.corrupt(`record at index ${index >>> 0}: ${what}`);
     return delivered;
   }
 

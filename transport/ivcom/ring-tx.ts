@@ -38,7 +38,14 @@ export class TxRing extends RingHalf {
   private readonly minSplit: number;
   private readonly peerClosedW: number;
   private readonly onPending: ((pending: boolean) => void) | undefined;
-  /** Private producer index; the shared copy is only ever written from it. */
+  /**
+   * Private producer index; the shared copy is only ever written from it. Ring indices are kept
+   * as int32 (`| 0`), not uint32: V8 holds a field that only ever saw 31-bit integers as a small
+   * integer, and the first index past 2^31 (after 2 GiB through the ring) would turn it into a
+   * double, deoptimizing every function that uses the ring's maps (measured: send, spin, poll,
+   * drain, copyIn, publishCons each deoptimized and recompiled). Distances are still taken
+   * mod 2^32 (`>>> 0`).
+   */
   private prod = 0;
   /** Last validated consumer index (refreshed only when the ring looks full). */
   private cachedCons = 0;
@@ -117,7 +124,7 @@ export class TxRing extends RingHalf {
           this.cpOff = 0;
           this.copyIn(parts, dataPos, total);
         }
-        this.publish(recOff, (prod + skip + rec) >>> 0);
+        this.publish(recOff, (prod + skip + rec) | 0);
         return undefined;
       }
       if (!this.host.open) return this.host.rejectedSend();
@@ -212,7 +219,7 @@ export class TxRing extends RingHalf {
       p.part = this.cpPart;
       p.partOff = this.cpOff;
       p.sent += len;
-      this.publish(recOff, (prod + skip + RECORD_HEADER_BYTES + ((len + 7) & ~7)) >>> 0);
+      this.publish(recOff, (prod + skip + RECORD_HEADER_BYTES + ((len + 7) & ~7)) | 0);
       written++;
       if (p.sent === p.total) {
         p.done = true;
@@ -321,13 +328,13 @@ export class TxRing extends RingHalf {
   private refreshCons(): boolean {
     // Acquire: pairs with the consumer's Atomics.store(cons), issued after it copied those
     // records out; only then may we overwrite their bytes. Read ONCE; below only the local is used.
-    const c = Atomics.load(this.i32, this.v.consW) >>> 0;
+    const c = Atomics.load(this.i32, this.v.consW); // int32, as the private indices
     const inFlight = (this.prod - this.cachedCons) >>> 0;
     const advanced = (c - this.cachedCons) >>> 0;
     // cons may only move forward, never past prod, and only by whole (8-aligned) records.
     if (advanced > inFlight || (c & 7) !== 0) {
       this.host.corrupt(
-        `consumer index ${c} outside [${this.cachedCons}, ${this.prod}] (or misaligned)`,
+        `consumer index ${c >>> 0} outside [${this.cachedCons >>> 0}, ${this.prod >>> 0}] (or misaligned)`,
       );
       return false;
     }

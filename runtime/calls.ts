@@ -10,7 +10,10 @@ import type { IncomingMessage } from '../transport/transport.js';
 import type { Envelope, Matcher } from './match.js';
 import type { ActiveCollective } from './report.js';
 
-/** Returned calls remembered for late mismatches: enough for any slot still in flight. */
+/**
+ * Returned calls remembered per collective context for late mismatches, by slot mod this (a
+ * power of two): enough for any slot still in flight.
+ */
 const RETURNED_CALLS_KEPT = 64;
 
 /** One key per (collective context, slot). */
@@ -24,12 +27,11 @@ export class CollectiveCalls {
    */
   readonly active: ActiveCollective[] = [];
   /**
-   * The last calls that returned, by collective context and slot, in two generations: at least
-   * the last RETURNED_CALLS_KEPT are in one of them. (One Map with a delete per call to bound it
-   * left holes that V8 rehashes away: garbage on every collective.)
+   * The last calls that returned, per collective context, at their slot mod RETURNED_CALLS_KEPT:
+   * a call overwrites the one RETURNED_CALLS_KEPT slots before it. (Maps keyed by context and
+   * slot churned their tables: garbage and most of the bookkeeping time of a small collective.)
    */
-  private returned = new Map<number, ActiveCollective>();
-  private returnedBefore = new Map<number, ActiveCollective>();
+  private readonly returned = new Map<number, Array<ActiveCollective | undefined>>();
   /** Calls that met another call's message: what they post from now on rejects at once. */
   private readonly broken = new Map<number, Error>();
 
@@ -43,22 +45,19 @@ export class CollectiveCalls {
   started(a: ActiveCollective): void {
     this.active.push(a);
     if (this.broken.size > 0) this.broken.delete(keyOf(a.ctx + 1, a.base));
-    const m = this.matcherOf(a.ctx + 1);
-    if (m === undefined || m.unexpectedCount === 0) return;
-    const slot = slotOf(a.base);
-    for (const e of m.snapshot().unexpected) {
-      if (slotOf(e.tag) === slot && !sameCall(a.base, e.tag)) return this.mismatch(a, e);
-    }
+    // Often the peer is ahead and its message for this very call is already queued: look at the
+    // queues' tags, not at a copy of everything queued (that copy was most of a small
+    // collective's bookkeeping).
+    const e = this.matcherOf(a.ctx + 1)?.findUnexpected(otherCallAtSlot, a.base);
+    if (e !== undefined) this.mismatch(a, e);
   }
 
   /** A call settled. One that a mismatch ended is not remembered (the rest of the other call's messages will come). */
   returnedFrom(a: ActiveCollective): void {
     if (!removeFrom(this.active, a)) return;
-    if (this.returned.size >= RETURNED_CALLS_KEPT) {
-      this.returnedBefore = this.returned;
-      this.returned = new Map();
-    }
-    this.returned.set(keyOf(a.ctx + 1, a.base), a);
+    let calls = this.returned.get(a.ctx + 1);
+    if (calls === undefined) this.returned.set(a.ctx + 1, (calls = new Array(RETURNED_CALLS_KEPT).fill(undefined)));
+    calls[slotOf(a.base) & (RETURNED_CALLS_KEPT - 1)] = a;
   }
 
   /** The mismatch, if any, of the call that a receive on collective context `cctx` with `tag` belongs to. */
@@ -78,11 +77,11 @@ export class CollectiveCalls {
       if (!sameCall(a.base, m.tag)) this.mismatch(a, m);
     }
     if (waiting) return;
-    const key = keyOf(m.ctx, m.tag);
-    const done = this.returned.get(key) ?? this.returnedBefore.get(key);
-    if (done === undefined || sameCall(done.base, m.tag)) return;
-    this.returned.delete(key);
-    this.returnedBefore.delete(key);
+    const calls = this.returned.get(m.ctx);
+    const at = slot & (RETURNED_CALLS_KEPT - 1);
+    const done = calls?.[at];
+    if (done === undefined || slotOf(done.base) !== slot || sameCall(done.base, m.tag)) return;
+    calls![at] = undefined;
     const err = this.error(done, m, 'it had returned already, so the job cannot go on');
     // Nothing is waiting to be told: end the job, as any uncaught error does.
     queueMicrotask(() => {
@@ -112,6 +111,11 @@ export class CollectiveCalls {
       { rank: this.rank, peer: m.source },
     );
   }
+}
+
+/** Whether `tag` is of another call than `base` at the same slot. */
+function otherCallAtSlot(tag: number, base: number): boolean {
+  return slotOf(tag) === slotOf(base) && !sameCall(base, tag);
 }
 
 /** Removes `a` from `list` keeping the order of the rest; false when it was not there. */

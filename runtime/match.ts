@@ -158,6 +158,17 @@ class Table<T extends { seq: number }> {
     if (tags.size === 0 && this.bySource.size > KEEP_EMPTY) this.bySource.delete(source);
   }
 
+  /** The head of the first non-empty queue whose tag `test` accepts (no copies: a cheap scan). */
+  find(test: (tag: number, arg: number) => boolean, arg: number): T | undefined {
+    for (const tags of this.bySource.values()) {
+      for (const tag of tags.keys()) {
+        const q = tags.get(tag)!;
+        if (q.length > 0 && test(tag, arg)) return q.peek();
+      }
+    }
+    return undefined;
+  }
+
   *values(): Generator<T> {
     for (const tags of this.bySource.values()) for (const q of tags.values()) yield* q;
   }
@@ -290,6 +301,11 @@ export class Matcher {
     const removed = this.posted.remove(req.source, req.tag, req);
     if (removed && (req.source === ANY || req.tag === ANY)) this.wildcards--;
     return removed;
+  }
+
+  /** A queued message whose tag `test(tag, arg)` accepts, if any. */
+  findUnexpected(test: (tag: number, arg: number) => boolean, arg: number): Envelope | undefined {
+    return this.unexpected.size === 0 ? undefined : this.unexpected.find(test, arg);
   }
 
   /** What waits here, oldest first within each queue (for a rank's report: report.ts). */

@@ -147,13 +147,14 @@ export class Progress {
     let moved = 0;
     if (this.holds > 0) {
       const now = performance.now();
-      // Under pressure (run-queue.ts), or with no budget: one look at the rings, then sleep on
-      // the doorbell.
+      // Under pressure (run-queue.ts), or with no budget: a few looks at the rings (yielding
+      // ones when crowded: the peer may answer meanwhile, cheaper than a doorbell), then sleep
+      // on the doorbell.
       const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs;
       const deadline = now + budget;
       const relax = this.crowded;
       // A quiet poll takes tens of ns; a yielding one (relax) over a µs.
-      const clockEvery = relax ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
+      const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
       for (let i = 0; ; i++) {
         let n = 0;
         for (const tr of t) n += tr.poll!();
@@ -164,7 +165,7 @@ export class Progress {
         // spent without anything moving.
         if (moved !== 0) break;
         if (relax) for (const tr of t) tr.relax?.();
-        if (budget === 0 || ((i & clockEvery) === clockEvery && performance.now() >= deadline)) break;
+        if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
       }
     }
     if (moved === 0) {

@@ -39,6 +39,16 @@ describe('run-queue pressure', () => {
       runnable(4);
       for (let i = 0; i < WINDOW; i++) expect(rq.pressure((t += MS10))).toBe(true);
     }
+    // A crowd that thins out with a straggler sample in it (one of the job's own helper threads
+    // waking) still ends the verdict: a rule of samples in a row would restart at the straggler
+    // and keep the rank sleeping on its doorbell.
+    const seq = [2, 2, 2, 4, 2];
+    for (const n of seq) {
+      runnable(n);
+      expect(rq.pressure((t += MS10))).toBe(true);
+    }
+    runnable(2);
+    expect(rq.pressure((t += MS10))).toBe(false);
     rq.close();
   });
 

@@ -28,8 +28,8 @@ export class CollectiveCalls {
   readonly active: ActiveCollective[] = [];
   /**
    * The last calls that returned, per collective context, at their slot mod RETURNED_CALLS_KEPT:
-   * a call overwrites the one RETURNED_CALLS_KEPT slots before it. (Maps keyed by context and
-   * slot churned their tables: garbage and most of the bookkeeping time of a small collective.)
+   * a call overwrites the one RETURNED_CALLS_KEPT slots before it, in place: no table grows or
+   * rehashes per call.
    */
   private readonly returned = new Map<number, Array<ActiveCollective | undefined>>();
   /** Calls that met another call's message: what they post from now on rejects at once. */
@@ -45,9 +45,8 @@ export class CollectiveCalls {
   started(a: ActiveCollective): void {
     this.active.push(a);
     if (this.broken.size > 0) this.broken.delete(keyOf(a.ctx + 1, a.base));
-    // Often the peer is ahead and its message for this very call is already queued: look at the
-    // queues' tags, not at a copy of everything queued (that copy was most of a small
-    // collective's bookkeeping).
+    // Often the peer is ahead and its message for this very call is already queued, so this runs
+    // on most calls: look at the queues' tags in place, without copying what is queued.
     const e = this.matcherOf(a.ctx + 1)?.findUnexpected(otherCallAtSlot, a.base);
     if (e !== undefined) this.mismatch(a, e);
   }

@@ -50,9 +50,9 @@ export interface Encoded {
   bytes: Uint8Array;
 }
 
-// What encode() returns, refilled by every call (a fresh object per send was 40 B of garbage per
-// message): read it before encoding again. Filled last, so a nested send (a toJSON calling send)
-// cannot overwrite the outer call's result before it returns.
+// What encode() returns, refilled by every call so that a send allocates no result object: read
+// it before encoding again. Filled last, so a nested send (a toJSON calling send) cannot
+// overwrite the outer call's result before it returns.
 const encoded: Encoded = { codec: Codec.Msgpack, bytes: new Uint8Array(0) };
 function result(codec: Codec, bytes: Uint8Array): Encoded {
   encoded.codec = codec;

@@ -187,9 +187,9 @@ export class Engine {
     this.matcher(m.ctx).arrive(env);
   };
 
-  // Receives taken by a message still arriving, and the view the transport fills, per source: a
-  // transport assembles one message per peer at a time. (A Map keyed by the view was ~90 B of
-  // garbage per message as its table churned.)
+  // Receives taken by a message still arriving, and the view the transport fills, one slot per
+  // source: a transport assembles one message per peer at a time, and slots allocate nothing
+  // per message.
   private readonly claimedBy: Array<Request | undefined> = [];
   private readonly claimedView: Array<Uint8Array | undefined> = [];
   private claimsPending = 0;

@@ -35,9 +35,8 @@ export interface Request {
 const FIFO_INITIAL = 4;
 
 /**
- * A queue in a circular array that grows (doubling) only when full: a queue that fills and
- * drains message by message allocates nothing (an array shifted from the front was reallocated
- * every so often, ~25 B of garbage per message).
+ * A queue in a circular array that grows (doubling) only when full, so a queue that fills and
+ * drains message by message allocates nothing.
  */
 class Fifo<T> {
   private items: Array<T | undefined> = new Array<T | undefined>(FIFO_INITIAL).fill(undefined);

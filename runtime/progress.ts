@@ -50,8 +50,8 @@ export class Progress {
   private holds = 0;
   private readonly keepAlive: NodeJS.Timeout;
   private spinScheduled = false;
-  // The spin's clock is performance.now(), in ms: process.hrtime.bigint() allocated a BigInt per
-  // reading (~40 B, several per message) and took 150-230 ns against ~95 (measured).
+  // The spin's clock is performance.now(), in ms: cheaper than process.hrtime.bigint(), which
+  // allocates a BigInt per reading (docs/decisions.md).
   private spinBudgetMs: number;
   private readonly crowded: boolean;
   private readonly spinMinMs: number;

@@ -42,9 +42,8 @@ export class TxRing extends RingHalf {
    * Private producer index; the shared copy is only ever written from it. Ring indices are kept
    * as int32 (`| 0`), not uint32: V8 holds a field that only ever saw 31-bit integers as a small
    * integer, and the first index past 2^31 (after 2 GiB through the ring) would turn it into a
-   * double, deoptimizing every function that uses the ring's maps (measured: send, spin, poll,
-   * drain, copyIn, publishCons each deoptimized and recompiled). Distances are still taken
-   * mod 2^32 (`>>> 0`).
+   * double, deoptimizing every function that uses the rings' objects (docs/decisions.md).
+   * Distances are still taken mod 2^32 (`>>> 0`).
    */
   private prod = 0;
   /** Last validated consumer index (refreshed only when the ring looks full). */

@@ -101,8 +101,10 @@ export class Receive implements Request {
 
   complete(env: Envelope): void {
     if (env.codec === Codec.Rts && this.yields !== Yield.Status && this.yields !== Yield.Claim) {
-      // Matched a large message's announcement: its bytes come next, straight into place.
+      // Matched a large message's announcement: its bytes come next, straight into place. A
+      // receive matched when posted is not spun for (it looked complete), so spin for the pull.
       this.owner.engine.rendezvous.pull(this, env);
+      this.owner.engine.progress.kick();
       return;
     }
     this.owner.engine.progress.completed();

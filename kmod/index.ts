@@ -77,6 +77,7 @@ interface Addon {
   copyBytes: CopyBytes;
   memAddress: MemAddress;
   vmRead: VmRead;
+  vmWrite: VmWrite;
   crc32c: Crc32c;
   crc32cHardware: boolean;
 }
@@ -178,6 +179,13 @@ export const memAddress: MemAddress = addon.memAddress;
  */
 export type VmRead = (pid: number, address: bigint, dst: ArrayBufferView, dstOff: number, n: number) => void;
 export const vmRead: VmRead = addon.vmRead;
+
+/**
+ * process_vm_writev: copies n bytes of src (from byte srcOff) to `address` of process `pid`. Throws
+ * a NativeError (syscall 'process_vm_writev') on the same refusals as vmRead.
+ */
+export type VmWrite = (pid: number, address: bigint, src: ArrayBufferView, srcOff: number, n: number) => void;
+export const vmWrite: VmWrite = addon.vmWrite;
 
 /**
  * CRC-32C (Castagnoli) of a typed array's bytes, continuing from `seed` (the CRC of the bytes

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { memAddress, vmRead } from '../../kmod/index.js';
+import { memAddress, vmRead, vmWrite } from '../../kmod/index.js';
 import { CrossMemory } from '../../transport/cma.js';
 import { expectNativeError, fixture } from './helpers.js';
 
@@ -14,7 +14,7 @@ async function holder(): Promise<{ pid: number; address: bigint; kill: () => voi
   return { pid, address: BigInt(address), kill: () => child.kill('SIGKILL') };
 }
 
-describe('native single copy (process_vm_readv)', () => {
+describe('native single copy (process_vm_readv, process_vm_writev)', () => {
   it('copies another process\'s bytes straight into a typed array, at an offset', async () => {
     const h = await holder();
     try {
@@ -27,7 +27,7 @@ describe('native single copy (process_vm_readv)', () => {
       expect(part[100]).toBe(pattern(1000));
       expect(part[299]).toBe(pattern(1199));
       // Through the transport's wrapper: a refusal (a bad address) turns the peer off for good.
-      const cm = new CrossMemory({ memAddress, vmRead }, () => h.pid);
+      const cm = new CrossMemory({ memAddress, vmRead, vmWrite }, () => h.pid);
       const view = new Uint8Array(4096);
       expect(cm.read(7, h.address, view)).toBe(true);
       expect(view[4095]).toBe(pattern(4095));
@@ -38,6 +38,29 @@ describe('native single copy (process_vm_readv)', () => {
     } finally {
       h.kill();
     }
+  });
+
+  it('writes a typed array\'s bytes straight into another process, from an offset', async () => {
+    const h = await holder();
+    try {
+      const src = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7 + 1) & 0xff);
+      vmWrite(h.pid, h.address + 3000n, src, 1000, 4000);
+      const back = new Uint8Array(4002);
+      vmRead(h.pid, h.address + 2999n, back, 0, back.length);
+      expect(back[0]).toBe(pattern(2999)); // the bytes around it are untouched
+      expect(Buffer.compare(back.subarray(1, 4001), src.subarray(1000))).toBe(0);
+      expect(back[4001]).toBe(pattern(7000));
+      const cm = new CrossMemory({ memAddress, vmRead, vmWrite }, () => h.pid);
+      expect(cm.write(7, h.address, src, 0, 10)).toBe(true);
+      expect(cm.write(7, 16n, src, 0, 10)).toBe(false);
+      expect(cm.lastRefusal).toMatch(/EFAULT.*process_vm_writev|process_vm_writev.*EFAULT/);
+      expect(cm.writable(7)).toBe(false);
+      expect(cm.allowed(7)).toBe(true); // reads are judged on their own
+    } finally {
+      h.kill();
+    }
+    expectNativeError(() => vmWrite(process.pid, 16n, new Uint8Array(8), 0, 8), 'EFAULT', 'process_vm_writev');
+    expect(() => vmWrite(process.pid, memAddress(new Uint8Array(8)), new Uint8Array(8), 4, 5)).toThrow(/past the end of src/);
   });
 
   it('fails with the kernel\'s errno for unmapped memory and missing processes, touching nothing', () => {

@@ -105,6 +105,9 @@ describe('rendezvous', () => {
           expect(address).toBe(0x1000n);
           (dst as Uint8Array).set(src.subarray(0, n), off);
         },
+        vmWrite: () => {
+          throw new Error('3000 bytes are below a shared copy: the sender never writes');
+        },
       },
       () => 4242,
     );

@@ -44,9 +44,26 @@ export interface IncomingMessage extends MessageHeader {
   seq: number;
 }
 
+/**
+ * Memory transports: words in memory the two ranks of a pair share, set aside for a protocol
+ * above the transport (the runtime's shared single copy, runtime/shared-copy.ts). All zero at
+ * first. The peer may write anything there: every value read must be checked before use.
+ * Each array is two cache lines (SHARED_WORDS words; word 0 and word SHARED_WORDS / 2 are on
+ * different lines).
+ */
+export interface SharedWords {
+  /** For copies of the peer's data into this rank. */
+  readonly inbound: Int32Array;
+  /** For copies of this rank's data into the peer. */
+  readonly outbound: Int32Array;
+}
+export const SHARED_WORDS = 32;
+
 export interface Endpoint {
   readonly peer: number;
   readonly caps: Capabilities;
+  /** Memory transports, once the pair's memory is mapped: see SharedWords. */
+  readonly shared?: SharedWords | undefined;
   /**
    * Posts a message; never blocks the thread. Messages to one peer leave in call order.
    * Returns undefined when the message was handled in full: its payload copied or written, and

@@ -24,7 +24,7 @@
 // local, checked, then used. A violation fails the channel with CorruptError, reported once; the
 // channel is never read again. Nothing here throws out of poll()/idle() because of the segment.
 
-import type { IncomingMessage, OutgoingMessage } from '../transport.js';
+import { SHARED_WORDS, type IncomingMessage, type OutgoingMessage, type SharedWords } from '../transport.js';
 import { CorruptError, IvcomError, OutOfRangeError, PeerLostError, StateError } from '../errors.js';
 import { MAX_MESSAGE_BYTES } from '../wire.js';
 import {
@@ -34,6 +34,8 @@ import {
   chunkBytesFor,
   isValidRingBytes,
   segmentBytes,
+  SHARED_WORDS_BYTES,
+  sharedWordsOffset,
   wordAt,
 } from './layout.js';
 import { RingView, type CopyBytes, type RingHost } from './ring.js';
@@ -107,6 +109,9 @@ const CLOSED = 2;
 if (!LITTLE_ENDIAN) {
   throw new Error('ivcom: the shared-memory layout assumes a little-endian host');
 }
+if (SHARED_WORDS * 4 !== SHARED_WORDS_BYTES) {
+  throw new Error('ivcom: the segment\'s shared words do not match the transport contract');
+}
 
 export class IvcomChannel implements RingHost {
   readonly rank: number;
@@ -121,6 +126,8 @@ export class IvcomChannel implements RingHost {
   private readonly failCb: (err: Error) => void;
   private readonly tx: TxRing;
   private readonly rx: RxRing;
+  /** Words for the runtime's copies shared with the peer (layout.ts). */
+  readonly shared: SharedWords;
   private state = OPEN;
   private failure: Error | undefined;
   /** The peer closed its end while our sends waited: sending is over, receiving is not. */
@@ -158,6 +165,10 @@ export class IvcomChannel implements RingHost {
     this.myClosedW = wordAt(opts.low ? CLOSED_OFFSET_LOW : CLOSED_OFFSET_HIGH);
     this.peerClosedW = wordAt(opts.low ? CLOSED_OFFSET_HIGH : CLOSED_OFFSET_LOW);
     this.peerClosedCb = opts.peerClosed;
+    this.shared = {
+      inbound: new Int32Array(sab, sharedWordsOffset(opts.low ? 1 : 0), SHARED_WORDS),
+      outbound: new Int32Array(sab, sharedWordsOffset(opts.low ? 0 : 1), SHARED_WORDS),
+    };
     this.tx = new TxRing(txView, this, {
       rank: opts.rank,
       peer: opts.peer,

@@ -11,7 +11,11 @@
 //   0x100  direction 1 control (B→A)     4 cache lines
 //   0x200  closed word of A (u32, own cache line): non-zero once A's transport closed the channel
 //   0x240  closed word of B
-//   0x280  unused (zero) up to CTRL_BYTES, so that the rings start page-aligned
+//   0x280  unused (zero)
+//   0x400  shared words of direction 0 (for copies of A's data into B), 2 cache lines: the
+//          runtime's shared single copy (runtime/shared-copy.ts) keeps its claim and done counts here
+//   0x480  shared words of direction 1 (B's data into A)
+//   0x500  unused (zero) up to CTRL_BYTES, so that the rings start page-aligned
 //   0x1000 ring 0 data  (ringBytes, a power of two)
 //   0x1000 + ringBytes   ring 1 data  (ringBytes)
 //
@@ -63,6 +67,10 @@ export const SPACE_WANTED_OFFSET = 192;
 /** Each side's "I closed this channel" word (libxenvchan's live flags, inverted so 0 = open). */
 export const CLOSED_OFFSET_LOW = 0x200;
 export const CLOSED_OFFSET_HIGH = 0x240;
+
+/** Words both sides may write, for a protocol above the transport (transport.ts SharedWords). */
+export const SHARED_WORDS_OFFSET = 0x400;
+export const SHARED_WORDS_BYTES = 2 * CACHE_LINE;
 
 export const RECORD_HEADER_BYTES = 32;
 /** 'IVR1' read as a little-endian u32. */
@@ -135,6 +143,11 @@ export function wordAt(byteOffset: number): number {
 /** Byte offset of a direction's control block. Direction 0 is low→high, 1 is high→low. */
 export function ctrlOffset(direction: 0 | 1): number {
   return direction * DIR_CTRL_BYTES;
+}
+
+/** Byte offset of the shared words for copies in a direction (0: low→high). */
+export function sharedWordsOffset(direction: 0 | 1): number {
+  return SHARED_WORDS_OFFSET + direction * SHARED_WORDS_BYTES;
 }
 
 /** Byte offset of a direction's ring data. */

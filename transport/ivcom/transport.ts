@@ -8,6 +8,7 @@ import type {
   Capabilities,
   Endpoint,
   OutgoingMessage,
+  SharedWords,
   Transport,
   Upcalls,
 } from '../transport.js';
@@ -88,6 +89,10 @@ class IvcomEndpoint implements Endpoint {
     private readonly t: IvcomTransport,
     private readonly st: PeerState,
   ) {}
+
+  get shared(): SharedWords | undefined {
+    return this.st.channel?.shared;
+  }
 
   send(msg: OutgoingMessage): Promise<void> | undefined {
     const ch = this.st.channel;

@@ -21,5 +21,8 @@ export const enum Codec {
   Cts = 251,
   Fin = 252,
   Data = 253,
+  // A copy both ranks of a pair take part in (shared-copy.ts).
+  Help = 254,
+  Copied = 255,
 }
 export const CODEC_MAX = 14;

@@ -8,6 +8,7 @@
 //   sender                                receiver
 //   RTS {id, codec, bytes, address[, crc]} ──▶ queued and matched like any message (order, wildcards)
 //                                         matched: single copy (CrossMemory.read) ──▶ FIN {id}
+//                                         or shared with the sender (shared-copy.ts):  ◀── HELP …
 //                                         or, when not allowed:  ◀── CTS {id}
 //   DATA {id} (the bytes, streamed) ──▶   assembled in the destination (Upcalls.allocate)
 //   send settles on FIN, or once DATA is written.
@@ -25,6 +26,7 @@ import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { Envelope, Request } from './match.js';
 import type { StagingPool } from './staging.js';
 import { checksumError, type Checksum } from './verify.js';
+import { SharedCopy } from './shared-copy.js';
 
 /** RTS payload: u32 id, u8 codec, 3 bytes 0, u64 byteLength, u64 address (0: no single copy). */
 const RTS_BYTES = 24;
@@ -74,6 +76,8 @@ export class Rendezvous {
   /** Receives matched to an RTS whose bytes are being streamed, by source * 2^31 + id. */
   private readonly pulls = new Map<number, Pull>();
   private readonly rtsBytes: number;
+  /** Copies both ranks of a co-resident pair take part in (with single copy only). */
+  private readonly shared: SharedCopy<Pull> | undefined;
 
   constructor(
     private readonly host: RendezvousHost,
@@ -83,6 +87,15 @@ export class Rendezvous {
     private readonly verify?: Checksum,
   ) {
     this.rtsBytes = verify === undefined ? RTS_BYTES : RTS_VERIFIED_BYTES;
+    this.shared =
+      cma === undefined
+        ? undefined
+        : new SharedCopy<Pull>(cma, {
+            rank: host.rank,
+            post: (peer, id, codec, payload) =>
+              this.post(host.endpointTo(peer), 0, id, codec === 'help' ? Codec.Help : Codec.Copied, payload, undefined),
+            corrupt: (peer, what) => this.corrupt(peer, what),
+          });
   }
 
   /** Announces a large message; settles when the receiver has taken its bytes. */
@@ -141,12 +154,30 @@ export class Rendezvous {
       return;
     }
     const msg: IncomingMessage = { ctx: env.ctx ?? 0, source, tag: env.tag, codec: rts[4]!, payload: dest, seq: env.seq };
-    if (address !== 0n && this.cma !== undefined && this.cma.read(source, address, dest)) {
-      this.post(this.host.endpointTo(source), 0, id, Codec.Fin, NO_BYTES, undefined);
-      if (this.intact(req, msg, rts)) req.complete(msg);
-      return;
+    const pull: Pull = { req, env: msg, rts };
+    if (address !== 0n && this.cma !== undefined) {
+      const ep = this.host.endpointTo(source);
+      let copied: boolean;
+      if (this.shared !== undefined && this.shared.canShare(ep, source, n)) {
+        let outcome;
+        try {
+          outcome = this.shared.receive(ep, source, id, address, dest, pull);
+        } catch (err) {
+          this.host.fail(err as Error);
+          return;
+        }
+        if (outcome === 'waiting') return; // control() finishes it on COPIED
+        copied = outcome === 'done';
+      } else {
+        copied = this.cma.read(source, address, dest);
+      }
+      if (copied) {
+        this.post(ep, 0, id, Codec.Fin, NO_BYTES, undefined);
+        this.landed(pull);
+        return;
+      }
     }
-    this.pulls.set(source * (ID_MASK + 1) + id, { req, env: msg, rts });
+    this.pulls.set(source * (ID_MASK + 1) + id, pull);
     this.post(this.host.endpointTo(source), 0, id, Codec.Cts, NO_BYTES, undefined);
   }
 
@@ -170,7 +201,38 @@ export class Rendezvous {
         this.pulls.delete(key);
         // Placed by placeData unless the transport had to assemble it elsewhere.
         if (m.payload !== p.env.payload) p.env.payload.set(m.payload);
-        if (this.intact(p.req, p.env, p.rts)) p.req.complete(p.env);
+        this.landed(p);
+        return;
+      }
+      case Codec.Help: {
+        const s = this.sends.get(id);
+        if (s === undefined || s.dest !== m.source || this.shared === undefined) {
+          this.host.fail(this.corrupt(m.source, `copy request for unknown transfer ${id}`));
+          return;
+        }
+        try {
+          if (!this.shared.help(s.ep, m.source, id, m.payload, s.bytes)) return;
+        } catch (err) {
+          this.host.fail(err as Error);
+          return;
+        }
+        this.sends.delete(id);
+        s.resolve();
+        return;
+      }
+      case Codec.Copied: {
+        const ep = this.host.endpointTo(m.source);
+        let r;
+        try {
+          if (this.shared === undefined) throw this.corrupt(m.source, `copy report for unknown transfer ${id}`);
+          r = this.shared.copied(ep, m.source, id, m.payload);
+        } catch (err) {
+          this.host.fail(err as Error);
+          return;
+        }
+        if (r === undefined) return;
+        if (!r.settled) this.post(ep, 0, id, Codec.Fin, NO_BYTES, undefined);
+        this.landed(r.item);
         return;
       }
       case Codec.Cts:
@@ -218,9 +280,10 @@ export class Rendezvous {
         ),
       );
     }
-    for (const [key, p] of this.pulls) {
+    const sharing = this.shared?.drop(peer);
+    for (const p of sharing === undefined ? this.pulls.values() : [sharing, ...this.pulls.values()]) {
       if (p.env.source !== peer) continue;
-      this.pulls.delete(key);
+      this.pulls.delete(p.env.source * (ID_MASK + 1) + readU32(p.rts, 0));
       p.req.fail?.(
         new PeerLostError(`rank ${rank}: rank ${peer} closed its end before sending the ${p.env.payload.byteLength}-byte message this receive matched`, {
           rank,
@@ -228,6 +291,11 @@ export class Rendezvous {
         }),
       );
     }
+  }
+
+  /** Every byte of a pulled message is in its destination: complete its receive. */
+  private landed(p: Pull): void {
+    if (this.intact(p.req, p.env, p.rts)) p.req.complete(p.env);
   }
 
   /**
@@ -251,6 +319,10 @@ export class Rendezvous {
   failAll(err: Error): void {
     const sends = [...this.sends.values()];
     const pulls = [...this.pulls.values()];
+    for (const peer of this.shared?.peers() ?? []) {
+      const p = this.shared!.drop(peer);
+      if (p !== undefined) pulls.push(p);
+    }
     this.sends.clear();
     this.pulls.clear();
     for (const s of sends) s.reject(err);

@@ -70,6 +70,10 @@ export function verifyingEndpoint(ep: Endpoint, crc: Checksum): Endpoint {
   return {
     peer: ep.peer,
     caps,
+    // A shared copy's bytes are checked against the announcement's CRC once they have landed.
+    get shared() {
+      return ep.shared;
+    },
     send(msg: OutgoingMessage): Promise<void> | undefined {
       if (msg.codec === Codec.Data) return ep.send(msg);
       const parts = msg.parts;

@@ -27,6 +27,21 @@ describe.each(TRANSPORTS)('point to point over %s', (transport) => {
     const r = await scenario('stalled', 2, transport);
     expect(r.stdout).toMatch(/receiver RSS while stalled: \d+ MB/);
   });
+  it('carries large messages every byte intact, the pair sharing the copy over ivcom (also with --verify)', async () => {
+    for (const extra of [[], ['--verify']]) {
+      const r = await scenario('shared', 2, transport, extra);
+      const lines = [...r.stdout.matchAll(/rank (\d): (\d+) copies shared, (\d+) chunks written for the peer/g)];
+      if (transport !== 'ivcom') {
+        expect(lines).toEqual([]); // no single copy over tcp: nothing to share
+        continue;
+      }
+      expect(lines).toHaveLength(2);
+      // Rank 1 receives the serial and posted messages: it shares copies, and rank 0 helps with them.
+      const [shared1, helped0] = [lines.find((l) => l[1] === '1')![2], lines.find((l) => l[1] === '0')![3]];
+      expect(Number(shared1)).toBeGreaterThan(0);
+      expect(Number(helped0)).toBeGreaterThan(0);
+    }
+  });
   it('interleaves eager and large messages with wildcards, probes, an aborted receive and truncation', () => scenario('rndvmix', 3, transport));
   it('interleaves them the same with single copy off (large messages streamed on request)', () => scenario('rndvmix', 3, transport, ['--single-copy', 'off']));
   it('rejects a large send to a rank that finalizes without receiving it, naming that rank', () => scenario('unmatched', 2, transport));

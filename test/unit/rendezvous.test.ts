@@ -16,9 +16,24 @@ interface End {
   inbox: IncomingMessage[];
 }
 
-function pair(cma?: (reader: number) => CrossMemory | undefined, staging: () => StagingPool = () => new StagingPool()): [End, End] {
+/** With shared words: frames of these codecs arrive at once (as if the peer polled on another core). */
+const deliveredAtOnce = new Set<number>();
+
+function pair(
+  cma?: (reader: number) => CrossMemory | undefined,
+  staging: () => StagingPool = () => new StagingPool(),
+  /** Words the two ends share (as an ivcom segment's), one array per direction; frames then arrive a microtask later, as from a ring. */
+  shared?: [Int32Array, Int32Array],
+): [End, End] {
   const ends: End[] = [];
   const deliver = (to: number, m: OutgoingMessage) => {
+    if (shared !== undefined && !deliveredAtOnce.has(m.codec)) {
+      // Copied now (the sender may reuse the parts), delivered later.
+      const copy = { ...m, parts: m.parts.map((x) => x.slice()) };
+      queueMicrotask(() => arrive(to, copy));
+    } else arrive(to, m);
+  };
+  const arrive = (to: number, m: OutgoingMessage) => {
     const e = ends[to]!;
     const bytes = new Uint8Array(m.byteLength);
     let off = 0;
@@ -42,6 +57,8 @@ function pair(cma?: (reader: number) => CrossMemory | undefined, staging: () => 
     const ep: Endpoint = {
       peer: 1 - rank,
       caps: { name: 'ivcom', eagerLimit: 1024, maxFrame: 1024, latencyClass: 'memory' },
+      // Direction 0 carries rank 0's data to rank 1.
+      shared: shared && { inbound: shared[1 - rank]!, outbound: shared[rank]! },
       send: (m) => {
         deliver(1 - rank, m);
         return undefined;
@@ -121,6 +138,63 @@ describe('rendezvous', () => {
       expect([...r.got!.payload]).toEqual([...src]);
     }
     expect(fake.allowed(0)).toBe(false); // the reader (rank 1) stops trying rank 0
+  });
+
+  it('shares the copy of a large message with the sender, which settles when the bytes are in place', async () => {
+    // Two "processes": each end's memory is its own array, at a fake address.
+    const n = (3 << 20) + 5;
+    const src = Uint8Array.from({ length: n }, (_, i) => (i * 7 + (i >> 16)) & 0xff);
+    const SRC = 0x1000000n;
+    const DEST = 0x9000000n;
+    let dest: Uint8Array | undefined;
+    const written: number[] = [];
+    const fake = new CrossMemory(
+      {
+        memAddress: (v) => (v === src ? SRC : DEST),
+        vmRead: (_pid, address, dst, off, len) => (dst as Uint8Array).set(src.subarray(Number(address - SRC), Number(address - SRC) + len), off),
+        vmWrite: (_pid, address, from, off, len) => {
+          written.push(off);
+          dest!.set((from as Uint8Array).subarray(off, off + len), Number(address - DEST));
+        },
+      },
+      () => 4242,
+    );
+    fake.read(0, SRC, new Uint8Array(1)); // rank 0 read from once: proven
+    const words = new Int32Array(new SharedArrayBuffer(128));
+    const [a, b] = pair(() => fake, undefined, [words, new Int32Array(new SharedArrayBuffer(128))]);
+    const sent = a.rv.send(pairEndpoint(a), 1, 0, 5, Codec.Uint8, src);
+    await Promise.resolve();
+    dest = new Uint8Array(n);
+    const r = receive(dest);
+    // The receiver takes every chunk before the sender sees the request (delivery is a microtask
+    // later): then its FIN settles the send, and the late request claims nothing.
+    b.rv.pull(r, b.inbox[0]!);
+    expect(Buffer.compare(dest, src)).toBe(0);
+    await sent;
+    expect(written).toEqual([]);
+    expect(a.failures.concat(b.failures)).toEqual([]);
+    expect(r.got?.payload).toBe(dest);
+    // Now the sender takes part: its HELP reaches it at once, and it takes every chunk before the
+    // receiver starts; its send settles when its count completes the copy, and its COPIED
+    // completes the receive (no FIN).
+    const dest2 = new Uint8Array(n);
+    dest = dest2;
+    const sent2 = a.rv.send(pairEndpoint(a), 1, 0, 5, Codec.Uint8, src);
+    await Promise.resolve();
+    const r2 = receive(dest2);
+    deliveredAtOnce.add(Codec.Help);
+    try {
+      b.rv.pull(r2, b.inbox[1]!);
+    } finally {
+      deliveredAtOnce.clear();
+    }
+    expect(written).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map((k) => k * 256 * 1024));
+    expect(r2.got).toBeUndefined(); // waiting for COPIED
+    await sent2;
+    await Promise.resolve();
+    expect(r2.got?.payload).toBe(dest2);
+    expect(Buffer.compare(dest2, src)).toBe(0);
+    expect(a.failures.concat(b.failures)).toEqual([]);
   });
 
   it('rejects the receive with ERR_IVCOM_NO_MEMORY when the receiving side cannot get memory for the bytes, and releases the sender', async () => {

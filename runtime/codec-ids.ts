@@ -16,6 +16,8 @@ export const enum Codec {
   Float64 = 12,
   BigInt64 = 13,
   BigUint64 = 14,
+  // A value of plain data only (see clonable.ts): msgpack without structured cloning's records.
+  MsgpackPlain = 15,
   // Large-message protocol frames (rendezvous.ts): never decoded as data. Only an RTS is matched.
   Rts = 250,
   Cts = 251,
@@ -25,4 +27,4 @@ export const enum Codec {
   Help = 254,
   Copied = 255,
 }
-export const CODEC_MAX = 14;
+export const CODEC_MAX = 15;

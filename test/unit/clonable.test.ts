@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { refusal } from '../../runtime/clonable.js';
-import { encode } from '../../runtime/codec.js';
+import { examine, refusal } from '../../runtime/clonable.js';
+import { Codec, decode, encode } from '../../runtime/codec.js';
 
 describe('values structured clone refuses', () => {
   const refused: Array<[string, unknown, RegExp]> = [
@@ -55,5 +55,65 @@ describe('values structured clone refuses', () => {
       expect(() => structuredClone(v)).not.toThrow();
       expect(refusal(v)).toBeUndefined();
     }
+  });
+});
+
+describe('plain data (encoded without structured cloning)', () => {
+  const walk = () => ({ containers: 0, plain: false, seen: undefined as object[] | undefined });
+  const plainOf = (v: unknown) => {
+    const w = walk();
+    examine(v, w);
+    return w.plain;
+  };
+  it('takes JSON-like values whose containers are each reached once', () => {
+    for (const v of [
+      { op: 'x', seq: 1, tag: 7, data: [1.5, 2.5] },
+      'a string',
+      3.25,
+      NaN,
+      true,
+      null,
+      [],
+      {},
+      [[1, [2, [3]]], { a: { b: { c: null } } }],
+      Array.from({ length: 10_000 }, (_, i) => i), // one container, however long
+      Array.from({ length: 15 }, (_, i) => ({ i })), // 16 containers
+    ]) {
+      expect(plainOf(v), JSON.stringify(v).slice(0, 60)).toBe(true);
+      const e = encode(v);
+      expect(e.codec).toBe(Codec.MsgpackPlain);
+      const back = decode(e.codec, e.bytes.slice(), 1);
+      expect(back).toStrictEqual(v);
+    }
+  });
+  it('leaves everything else to structured cloning, which keeps what plain encoding would lose', () => {
+    const shared = { s: 1 };
+    const cyclic: Record<string, unknown> = { c: 1 };
+    cyclic.self = cyclic;
+    const nullProto = Object.assign(Object.create(null), { a: 1 });
+    for (const [what, v] of [
+      ['an object reached twice', [shared, { again: shared }]],
+      ['a cycle', cyclic],
+      ['a Map inside', { m: new Map([[1, 2]]) }],
+      ['a Set', new Set([1])],
+      ['a Date inside', [new Date(0)]],
+      ['undefined inside', { u: undefined }],
+      ['undefined', undefined],
+      ['a bigint', { b: 1n }],
+      ['an object without a prototype', nullProto],
+      ['a class instance', new (class P { x = 1 })()],
+      ['an array with a hole', [1, , 3]],
+      ['an own __proto__ key', JSON.parse('{"__proto__": {"p": 1}}')],
+      ['a typed array inside', { t: new Float64Array(2) }],
+      ['more than 16 containers', Array.from({ length: 16 }, (_, i) => ({ i }))],
+      ['a value too deep for the quick walk', JSON.parse('['.repeat(40) + ']'.repeat(40))],
+    ] as Array<[string, unknown]>) {
+      expect(plainOf(v), what).toBe(false);
+      if (v !== undefined && !(ArrayBuffer.isView(v) || v instanceof ArrayBuffer)) expect(encode(v).codec, what).toBe(Codec.Msgpack);
+    }
+    // What plain encoding would have lost: the shared object arrives as one object.
+    const e = encode([shared, { again: shared }]);
+    const back = decode(e.codec, e.bytes.slice(), 1) as [object, { again: object }];
+    expect(back[0]).toBe(back[1].again);
   });
 });

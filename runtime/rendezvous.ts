@@ -167,6 +167,10 @@ export class Rendezvous {
           return;
         }
         if (outcome === 'waiting') return; // control() finishes it on COPIED
+        if (outcome === 'settled') {
+          this.landed(pull);
+          return;
+        }
         copied = outcome === 'done';
       } else {
         copied = this.cma.read(source, address, dest);

@@ -13,6 +13,11 @@
 //                                               receive completes.
 //   A sender the kernel refuses chunk k:        COPIED {k}: the receiver copies k itself.
 //
+// A receiver that is done with its chunks first watches DONE for a moment (the sender is
+// finishing its last chunk): seen complete, the receive completes at once and the sender's COPIED
+// is passed over when it comes. The pair's words are then free for the next large message, which
+// in a window of posted receives is usually matched straight away.
+//
 // The words (transport SharedWords of the direction the data flows): CLAIM = gen << GEN_SHIFT |
 // next chunk, taken by compare-and-swap so each chunk is copied once; a claim under another
 // generation fails, so a HELP read after its copy finished (the receiver took every chunk) does
@@ -38,6 +43,12 @@ const GEN_MASK = 0xfffff;
  */
 const CHUNK_BYTES = 256 * 1024;
 const PAGE = 4096;
+/**
+ * How long (ms) a receiver done with its chunks watches DONE for the sender's last ones: a few
+ * chunk copies (~20-60 µs each while both copy). Longer, the sender is not copying (preempted,
+ * or refused and about to say so) and its COPIED frame will finish the receive.
+ */
+const WATCH_MS = 0.15;
 /** Below this a copy is over before the sender can see the HELP. */
 export const SHARED_COPY_MIN_BYTES = 1 << 20;
 
@@ -66,13 +77,15 @@ export interface SharedCopyHost {
   corrupt(peer: number, what: string): Error;
 }
 
-export type ReceiveOutcome = 'done' | 'waiting' | 'refused';
+export type ReceiveOutcome = 'done' | 'settled' | 'waiting' | 'refused';
 
 export class SharedCopy<T> {
   /** Receiver: the last generation used with each source. */
   private readonly gens: number[] = [];
   /** Receiver: the copy each source is finishing, at most one per source. */
   private readonly waiting: Array<Waiting<T> | undefined> = [];
+  /** Receiver: ids of copies seen complete whose COPIED frame is still to come, per source, in order. */
+  private readonly passedOver: number[][] = [];
   /** Destinations a sender may still write into (the job failed mid-copy): kept alive for good. */
   private readonly quarantined: Uint8Array[] = [];
   /** Copies shared as receiver, and chunks written as sender (for tests and diagnostics). */
@@ -90,9 +103,10 @@ export class SharedCopy<T> {
 
   /**
    * Receiver: copies `dest.byteLength` bytes from `source` at `address` with the sender's help.
-   * 'done': every byte is in place (post FIN). 'waiting': the sender finishes; `copied()` returns
-   * `item` then. 'refused': a read failed; stream the message instead (nothing more comes of this
-   * copy that matters).
+   * 'done': every byte is in place (post FIN). 'settled': every byte is in place and the sender's
+   * send has settled (no FIN). 'waiting': the sender finishes; `copied()` returns `item` then.
+   * 'refused': a read failed; stream the message instead (nothing more comes of this copy that
+   * matters).
    */
   receive(ep: Endpoint, source: number, id: number, address: bigint, dest: Uint8Array, item: T): ReceiveOutcome {
     const words = ep.shared!.inbound;
@@ -126,6 +140,16 @@ export class SharedCopy<T> {
       mine++;
     }
     if (this.finishes(source, words, mine, chunks)) return 'done';
+    const until = performance.now() + WATCH_MS;
+    do {
+      const done = Atomics.load(words, DONE);
+      if (done === chunks) {
+        // The sender's count completed it: its send has settled, and its COPIED is on the way.
+        (this.passedOver[source] ??= []).push(id);
+        return 'settled';
+      }
+      if (done < 0 || done > chunks) throw this.host.corrupt(source, `a shared copy counted ${done} of ${chunks} chunks`);
+    } while (performance.now() < until);
     this.waiting[source] = w;
     return 'waiting';
   }
@@ -136,6 +160,11 @@ export class SharedCopy<T> {
    * nothing to do; throws a CorruptError on a frame that fits no copy.
    */
   copied(ep: Endpoint, source: number, id: number, payload: Uint8Array): { item: T; settled: boolean } | undefined {
+    const passed = this.passedOver[source];
+    if (passed !== undefined && passed.length > 0 && passed[0] === id) {
+      passed.shift();
+      return undefined;
+    }
     const w = this.waiting[source];
     if (w === undefined || w.id !== id || payload.byteLength !== COPIED_BYTES || readU32(payload, 0) !== w.gen) {
       throw this.host.corrupt(source, `copy report for unknown transfer ${id}`);

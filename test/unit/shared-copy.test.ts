@@ -104,7 +104,7 @@ describe('shared copy', () => {
     expect(Buffer.compare(t.dest, t.src)).toBe(0);
   });
 
-  it('completes the receive on COPIED when the sender finishes last, its send settled', () => {
+  it('completes the receive at once when it sees the sender finish, and passes over its COPIED', () => {
     const n = 4 * CHUNK + 1;
     const t = setup(n);
     // The sender takes every chunk before the receiver starts.
@@ -112,15 +112,35 @@ describe('shared copy', () => {
     t.hooks.onHelpPosted = () => {
       settled = t.help(t.frames.toSender[0]!);
     };
-    expect(t.receiver.receive(t.rep, 0, 10, SRC_AT, t.dest, 'r10')).toBe('waiting');
+    expect(t.receiver.receive(t.rep, 0, 10, SRC_AT, t.dest, 'r10')).toBe('settled');
     expect(settled).toBe(true);
     expect(t.reads).toEqual([]);
+    expect(Buffer.compare(t.dest, t.src)).toBe(0);
     expect(t.frames.toReceiver).toHaveLength(1);
     const f = t.frames.toReceiver[0]!;
-    expect(t.receiver.copied(t.rep, 0, f.id, f.payload)).toEqual({ item: 'r10', settled: true });
-    expect(Buffer.compare(t.dest, t.src)).toBe(0);
+    expect(t.receiver.copied(t.rep, 0, f.id, f.payload)).toBeUndefined();
     // Nothing waits any more: another report is a protocol violation.
     expect(() => t.receiver.copied(t.rep, 0, f.id, f.payload)).toThrow(/corrupt 0: copy report for unknown transfer 10/);
+  });
+
+  it('leaves the receive to the sender\'s COPIED when the sender is slow to finish its chunk', () => {
+    const n = 3 * CHUNK;
+    const t = setup(n);
+    // A sender that claimed chunk 0 and has not copied it yet (preempted, say).
+    t.hooks.onHelpPosted = () => {
+      const w = Atomics.load(t.words, 0);
+      expect(Atomics.compareExchange(t.words, 0, w, w + 1)).toBe(w);
+    };
+    expect(t.receiver.receive(t.rep, 0, 16, SRC_AT, t.dest, 'r16')).toBe('waiting');
+    expect(t.reads).toEqual([CHUNK, 2 * CHUNK]);
+    // It copies its chunk, completes the count and reports.
+    t.dest.set(t.src.subarray(0, CHUNK));
+    Atomics.add(t.words, SHARED_WORDS / 2, 1);
+    const copied = new Uint8Array(8);
+    new DataView(copied.buffer).setUint32(0, (Atomics.load(t.words, 0) >>> 12) >>> 0, true);
+    new DataView(copied.buffer).setUint32(4, 0xffffffff, true);
+    expect(t.receiver.copied(t.rep, 0, 16, copied)).toEqual({ item: 'r16', settled: true });
+    expect(Buffer.compare(t.dest, t.src)).toBe(0);
   });
 
   it('copies a chunk the kernel refused the sender itself, and the sender stops writing to that peer', () => {
@@ -168,8 +188,10 @@ describe('shared copy', () => {
 
   it('hands back a waiting receive once when the peer is lost, and keeps its memory from reuse', () => {
     const t = setup(2 * CHUNK);
-    t.hooks.onHelpPosted = () => t.help(t.frames.toSender[0]!);
+    // A sender that claimed a chunk and never finishes it.
+    t.hooks.onHelpPosted = () => Atomics.add(t.words, 0, 1);
     expect(t.receiver.receive(t.rep, 0, 15, SRC_AT, t.dest, 'r15')).toBe('waiting');
+    expect(t.receiver.canShare(t.rep, 0, SHARED_COPY_MIN_BYTES)).toBe(false);
     expect(t.receiver.peers()).toEqual([0]);
     expect(t.receiver.drop(0)).toBe('r15');
     expect(t.receiver.drop(0)).toBeUndefined();

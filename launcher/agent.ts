@@ -27,6 +27,7 @@ import { NetnsDomains } from './domains/netns.js';
 import { forwardLines } from './output.js';
 import { TIED } from './tie.js';
 import { allocatorEnv } from './allocator.js';
+import { withYoungGeneration } from './young-generation.js';
 import { allowedCpus, bindPrefix, cpuPerRank } from './binding.js';
 import { RankDoor } from './rank-door.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
@@ -132,7 +133,7 @@ export class HostAgent {
     const vm = this.domains?.vm(domain);
     // Tied to the agent (the runtime also leaves when its control channel closes). nsenter
     // execs, so the agent stays the parent that the tie refers to.
-    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...(cpu === undefined ? [] : bindPrefix(cpu)), ...spec.command];
+    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...(cpu === undefined ? [] : bindPrefix(cpu)), ...withYoungGeneration(spec.command, spec.env)];
     const grantFd = this.grants?.rankFd(rank);
     const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     if (grantFd !== undefined) stdio.push(grantFd);

@@ -12,6 +12,14 @@ import { fixture, IVRUN, ivrun, processesWith, ranksRunning } from '../helpers/j
 const P2P = fixture('p2p.js');
 
 describe('ivrun', () => {
+  it('starts node ranks with a young generation that does not scavenge every megabyte, unless told otherwise', async () => {
+    const SHOW = 'console.log(process.execArgv.filter((a) => a.startsWith("--") && a.includes("semi-space")).join(" "), require("v8").getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size >> 20)';
+    const mine = await ivrun(['-n', '2', 'node', '-e', SHOW]);
+    expect(mine.code).toBe(0);
+    expect(mine.stdout.trim().split('\n')).toEqual(['--min-semi-space-size=16 16', '--min-semi-space-size=16 16']);
+    const theirs = await ivrun(['-n', '1', 'node', '--max-semi-space-size=2', '-e', SHOW]);
+    expect(theirs.stdout.trim()).toMatch(/^--max-semi-space-size=2 \d+$/);
+  });
   it('ends the job within a second when a rank throws, naming the rank and the error', async () => {
     let failedAt = 0;
     const r = await ivrun(['-n', '4', 'node', P2P, 'throws'], {

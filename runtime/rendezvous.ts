@@ -26,7 +26,7 @@ import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { Envelope, Request } from './match.js';
 import type { StagingPool } from './staging.js';
 import { checksumError, type Checksum } from './verify.js';
-import { SharedCopy } from './shared-copy.js';
+import { SharedCopy, type ReceiveOutcome } from './shared-copy.js';
 
 /** RTS payload: u32 id, u8 codec, 3 bytes 0, u64 byteLength, u64 address (0: no single copy). */
 const RTS_BYTES = 24;
@@ -159,7 +159,7 @@ export class Rendezvous {
       const ep = this.host.endpointTo(source);
       let copied: boolean;
       if (this.shared !== undefined && this.shared.canShare(ep, source, n)) {
-        let outcome;
+        let outcome: ReceiveOutcome;
         try {
           outcome = this.shared.receive(ep, source, id, address, dest, pull);
         } catch (err) {
@@ -226,7 +226,7 @@ export class Rendezvous {
       }
       case Codec.Copied: {
         const ep = this.host.endpointTo(m.source);
-        let r;
+        let r: ReturnType<SharedCopy<Pull>['copied']>;
         try {
           if (this.shared === undefined) throw this.corrupt(m.source, `copy report for unknown transfer ${id}`);
           r = this.shared.copied(ep, m.source, id, m.payload);

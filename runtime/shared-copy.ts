@@ -123,8 +123,9 @@ export class SharedCopy<T> {
     writeU32(help, 4, chunkBytes);
     writeU32(help, 8, n % TWO32);
     writeU32(help, 12, Math.floor(n / TWO32));
-    writeU32(help, 16, Number(this.cma.address(dest) & 0xffffffffn));
-    writeU32(help, 20, Number(this.cma.address(dest) >> 32n));
+    const at = this.cma.address(dest);
+    writeU32(help, 16, Number(at & 0xffffffffn));
+    writeU32(help, 20, Number(at >> 32n));
     this.host.post(source, id, 'help', help);
     const w: Waiting<T> = { id, gen, chunks, chunkBytes, address, dest, item, abandoned: false };
     this.counts.shared++;

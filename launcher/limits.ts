@@ -6,6 +6,7 @@
 
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { isNodeBinary } from './program.js';
 
 /** Fds the agent holds per rank: its stdout and stderr pipes, its control socket, its grant socket. */
 export const AGENT_FDS_PER_RANK = 4;
@@ -18,8 +19,8 @@ export const NODE_RANK_BYTES = 14 * 1024 * 1024;
 /** What any other program is assumed to need at least: one thread, a little memory. */
 const OTHER_THREADS_PER_RANK = 1;
 const OTHER_RANK_BYTES = 1024 * 1024;
-/** Programs that start Node (directly or as a wrapper); their ranks are counted as Node ranks. */
-const NODE_PROGRAMS = new Set(['node', 'nodejs', 'npx', 'npm', 'tsx', 'ts-node', 'pnpm', 'yarn']);
+/** Wrappers that start Node; their ranks are counted as Node ranks, as the node binary's are. */
+const NODE_WRAPPERS = new Set(['npx', 'npm', 'tsx', 'ts-node', 'pnpm', 'yarn']);
 
 /** What the kernel allows this process and its children; undefined: no limit, or not known. */
 export interface HostLimits {
@@ -47,7 +48,7 @@ export interface RankCost {
 
 /** What each rank of `command` costs its host, by what the program is. */
 export function rankCost(command: readonly string[]): RankCost {
-  const node = NODE_PROGRAMS.has(path.basename(command[0] ?? '')) || command[0] === process.execPath;
+  const node = isNodeBinary(command[0]) || NODE_WRAPPERS.has(path.basename(command[0] ?? ''));
   return {
     fds: AGENT_FDS_PER_RANK,
     threads: node ? NODE_THREADS_PER_RANK : OTHER_THREADS_PER_RANK,

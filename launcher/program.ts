@@ -24,3 +24,10 @@ export function whyNotRunnable(program: string, PATH: string | undefined, cwd: s
   if (dirs.some((d) => runnable(path.resolve(cwd, d, program)))) return undefined;
   return `${program}: command not found on PATH; give its path, install it, or add its directory to PATH (ranks get ivrun's PATH, or -x PATH=...)`;
 }
+
+const NODE_BINARIES = new Set(['node', 'nodejs']);
+
+/** Whether `program` is the node binary itself (by name, or ivrun's own Node), not a wrapper that starts it. */
+export function isNodeBinary(program: string | undefined, execPath = process.execPath): boolean {
+  return program !== undefined && (NODE_BINARIES.has(path.basename(program)) || program === execPath);
+}

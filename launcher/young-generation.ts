@@ -9,17 +9,16 @@
 // The flag cannot go through NODE_OPTIONS (Node refuses it there), so it is put on the command
 // line, right after the node binary. Any semi-space flag of the user's own wins.
 
-import path from 'node:path';
+import { isNodeBinary } from './program.js';
 
 /** MiB per semi-space: V8's default maximum on 64-bit hosts, so the space starts where it may grow to. */
 export const YOUNG_SEMI_SPACE_MB = 16;
-const NODE_BINARIES = new Set(['node', 'nodejs']);
 const USER_FLAG = /--(?:min|max)[-_]semi[-_]space[-_]size|--semi[-_]space[-_]growth[-_]factor/;
 
 /** `command` with the young generation flag after the node binary, when it runs node and the user set none. */
 export function withYoungGeneration(command: readonly string[], env: Readonly<Record<string, string | undefined>>, execPath = process.execPath): string[] {
   const [program, ...args] = command;
-  if (program === undefined || !(NODE_BINARIES.has(path.basename(program)) || program === execPath)) return [...command];
+  if (!isNodeBinary(program, execPath)) return [...command];
   if (USER_FLAG.test(env.NODE_OPTIONS ?? '') || args.some((a) => USER_FLAG.test(a))) return [...command];
   return [program, `--min-semi-space-size=${YOUNG_SEMI_SPACE_MB}`, ...args];
 }

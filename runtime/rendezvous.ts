@@ -284,16 +284,19 @@ export class Rendezvous {
         ),
       );
     }
-    const sharing = this.shared?.drop(peer);
-    for (const p of sharing === undefined ? this.pulls.values() : [sharing, ...this.pulls.values()]) {
-      if (p.env.source !== peer) continue;
-      this.pulls.delete(p.env.source * (ID_MASK + 1) + readU32(p.rts, 0));
+    const lost = (p: Pull) =>
       p.req.fail?.(
         new PeerLostError(`rank ${rank}: rank ${peer} closed its end before sending the ${p.env.payload.byteLength}-byte message this receive matched`, {
           rank,
           peer,
         }),
       );
+    const sharing = this.shared?.drop(peer);
+    if (sharing !== undefined) lost(sharing);
+    for (const [key, p] of this.pulls) {
+      if (p.env.source !== peer) continue;
+      this.pulls.delete(key);
+      lost(p);
     }
   }
 

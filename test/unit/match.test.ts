@@ -136,4 +136,52 @@ describe('Matcher', () => {
     m.post({ ...req(2, 6, got), into: new Uint8Array(100) });
     expect(m.claim(2, 6, 50)).toBeUndefined();
   });
+  it('matches as a plain list would while tags come and go, past the scanned tags and back', () => {
+    // A reference: every posted receive and queued message in one list, the oldest that fits wins.
+    const fits = (r: { source: number; tag: number }, e: Envelope) => (r.source === ANY || r.source === e.source) && (r.tag === ANY || r.tag === e.tag);
+    let rnd = 12345;
+    const next = (n: number) => ((rnd = (rnd * 1103515245 + 12345) & 0x7fffffff) % n);
+    const m = new Matcher();
+    const refPosted: Request[] = [];
+    const refQueued: Envelope[] = [];
+    const got = new Map<Request, Envelope>();
+    const want = new Map<Request, Envelope>();
+    for (let round = 0; round < 3; round++) {
+      // Few tags (scanned), then many at once (indexed), then few again after everything drained;
+      // the window of tags slides, so new tags keep taking the slots of emptied ones.
+      const tags = round === 1 ? 40 : 6;
+      for (let i = 0; i < 4000; i++) {
+        const op = next(10);
+        const source = next(3);
+        const tag = round * 10_000 + (i >> (round === 1 ? 4 : 6)) + next(tags);
+        if (op < 5) {
+          const e = env(source, tag, i & 0xff);
+          m.arrive(e);
+          const j = refPosted.findIndex((r) => fits(r, e));
+          if (j >= 0) want.set(refPosted.splice(j, 1)[0]!, e);
+          else refQueued.push(e);
+        } else if (op < 9) {
+          const r: Request = { source: next(8) === 0 ? ANY : source, tag: next(8) === 0 ? ANY : tag, seq: seq++, done: false, complete: (e) => got.set(r, e) };
+          m.post(r);
+          const j = refQueued.findIndex((e) => fits(r, e));
+          if (j >= 0) want.set(r, refQueued.splice(j, 1)[0]!);
+          else refPosted.push(r);
+        } else if (refPosted.length > 0) {
+          const r = refPosted.splice(next(refPosted.length), 1)[0]!;
+          expect(m.cancel(r)).toBe(true);
+        }
+      }
+      // Drain: every queued message to an exact receive, every posted receive cancelled.
+      for (const e of [...refQueued]) {
+        const r: Request = { source: e.source, tag: e.tag, seq: seq++, done: false, complete: (x) => got.set(r, x) };
+        m.post(r);
+        want.set(r, refQueued.splice(refQueued.indexOf(e), 1)[0]!);
+      }
+      for (const r of refPosted.splice(0)) expect(m.cancel(r)).toBe(true);
+      expect(m.unexpectedCount).toBe(0);
+      expect(m.pendingReceives).toBe(0);
+    }
+    expect(got.size).toBe(want.size);
+    for (const [r, e] of want) expect(got.get(r)).toBe(e);
+  });
 });

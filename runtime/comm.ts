@@ -272,6 +272,7 @@ export class Comm {
         size: this.size,
         worldRank: this.engine.rank,
         signature: undefined,
+        slot: 0,
         send: (data, dest, tag) => this.sendOn(cctx, data, dest, tag),
         recv: (source, tag) => this.recvOn(cctx, source, tag),
         hostOf: (r) => peers[this.world(r)]!.node,

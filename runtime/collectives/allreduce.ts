@@ -14,7 +14,7 @@
 
 import type { CollPort } from './port.js';
 import { InvalidArgTypeError, OutOfRangeError } from '../errors.js';
-import { allocToOverwrite, checkOp, describe, kernel, Op, reducer, typedKind, type AnyTypedArray, type OpLike, type Reducer } from './op.js';
+import { allocToOverwrite, checkOp, describe, kernel, Op, reducer, typedKind, type AnyTypedArray, type Kernel, type OpLike, type Reducer } from './op.js';
 import { bcastFlat } from './bcast.js';
 import { reduceImpl } from './reduce.js';
 import { ringAllgather, ringReduceScatter } from './ring.js';
@@ -112,8 +112,11 @@ export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: A
     if (into !== undefined) checkInto(p, data, into);
     const tag = nextTagBase(p);
     // Not inside an async function: its frame is most of what a small allreduce allocates.
-    if (p.size === 2 && red.readsAsIs(data) && selectAllreduce(p, data.byteLength, true) === 'recursive-doubling') {
-      return pairAllreduceTyped(p, data, red, tag + 2, into) as Promise<T>;
+    if (p.size === 2) {
+      const k = red.kernelOf(data);
+      if (k !== undefined && selectAllreduce(p, (data as AnyTypedArray).byteLength, true) === 'recursive-doubling') {
+        return pairAllreduceTyped(p, data as AnyTypedArray, k, red, tag + 2, into) as Promise<T>;
+      }
     }
     return allreduceWith(p, data, red, tag, into);
   } catch (e) {
@@ -150,19 +153,22 @@ async function allreduceWith<T>(p: CollPort, data: T, red: Reducer, tag: number,
  * into the array just received, which is this rank's own (or into `into`). Both ranks apply the
  * kernel to (rank 0's values, rank 1's values): identical bits on both.
  */
-async function pairAllreduceTyped(p: CollPort, data: AnyTypedArray, red: Reducer, tag: number, into: AnyTypedArray | undefined): Promise<unknown> {
+async function pairAllreduceTyped(p: CollPort, data: AnyTypedArray, k: Kernel, red: Reducer, tag: number, into: AnyTypedArray | undefined): Promise<unknown> {
   const other = p.rank ^ 1;
   const s = p.send(data, other, tag);
   const v = await p.recv(other, tag);
   await s;
-  const kind = typedKind(data)!;
   // The other rank's contribution must be the same kind and length; combine() says how it differs.
-  if (typedKind(v) !== kind || (v as AnyTypedArray).length !== data.length) return red.combine(red.prepare(data), v);
+  if (!sameKind(v, data) || (v as AnyTypedArray).length !== data.length) return red.combine(red.prepare(data), v);
   const out = into ?? (v as AnyTypedArray);
-  const k = kernel(red.builtin!, kind)!;
   if (p.rank === 0) k(out, data, 0, v as AnyTypedArray, 0, data.length);
   else k(out, v as AnyTypedArray, 0, data, 0, data.length);
   return out;
+}
+
+/** Whether `v` is a typed array of `data`'s kind (a received array is never a Buffer; `data` may be one). */
+function sameKind(v: unknown, data: AnyTypedArray): boolean {
+  return ArrayBuffer.isView(v) && (Object.getPrototypeOf(v) === Object.getPrototypeOf(data) || typedKind(v) === typedKind(data));
 }
 
 function checkInto(p: CollPort, data: unknown, into: unknown): asserts data is AnyTypedArray {

@@ -182,7 +182,10 @@ let nativeReduce: NativeReduce | undefined;
 export function useNativeKernels(f: NativeReduce | undefined): void {
   nativeReduce = f;
   kernels.clear();
+  kernelGeneration++;
 }
+/** Counts useNativeKernels calls: a kernel remembered from an earlier generation is stale. */
+let kernelGeneration = 0;
 
 /** The kernel for (op, kind), or undefined when the op does not apply to the kind. */
 export function kernel(op: BuiltinOp, kind: Kind): Kernel | undefined {
@@ -257,6 +260,8 @@ export interface Reducer {
    * algorithm may read the caller's array instead of a prepared copy (never writing to it).
    */
   readsAsIs(x: unknown): x is AnyTypedArray;
+  /** The element-wise kernel for `x` when the op reads it as it is (readsAsIs), else undefined. */
+  kernelOf(x: unknown): Kernel | undefined;
 }
 
 /** Throws InvalidArgTypeError unless `op` is an Op constant or a function. */
@@ -280,6 +285,7 @@ export function reducer(op: OpLike, rank: number, clone: (v: unknown) => unknown
       prepare: (x) => clone(x),
       combine: (a, b) => f(a, b),
       readsAsIs: (_x): _x is AnyTypedArray => false,
+      kernelOf: () => undefined,
     };
   }
   // A built-in reducer depends on nothing else: made once per (op, rank), not per call.
@@ -424,12 +430,24 @@ function builtinReducer(op: BuiltinOp, rank: number): Reducer {
     }
   };
 
-  const readsAsIs = (x: unknown): x is AnyTypedArray => {
+  // A loop reduces one kind over and over: its kernel is remembered by prototype (and by which
+  // kernels are in use), sparing the kind and kernel lookups of every call.
+  let seenProto: unknown = null;
+  let seenGeneration = -1;
+  let seenKernel: Kernel | undefined;
+  const kernelOf = (x: unknown): Kernel | undefined => {
+    if (!ArrayBuffer.isView(x)) return undefined;
+    const proto: unknown = Object.getPrototypeOf(x);
+    if (proto === seenProto && seenGeneration === kernelGeneration) return seenKernel;
     const kind = typedKind(x);
-    return kind !== undefined && !logical && kernel(op, kind) !== undefined;
+    seenKernel = kind !== undefined && !logical ? kernel(op, kind) : undefined;
+    seenProto = proto;
+    seenGeneration = kernelGeneration;
+    return seenKernel;
   };
+  const readsAsIs = (x: unknown): x is AnyTypedArray => kernelOf(x) !== undefined;
 
-  return { builtin: op, name, prepare, combine, readsAsIs };
+  return { builtin: op, name, prepare, combine, readsAsIs, kernelOf };
 }
 
 /** 'Float64Array(1024)', 'number', ... for mismatch messages. */

@@ -14,6 +14,8 @@ export interface Signature {
 export interface CollPort {
   /** Set by the communicator just before a call; read once by that call's nextTagBase. */
   signature?: Signature;
+  /** The slot of the next collective call (signature.ts); kept by nextTagBase, 0 when absent. */
+  slot?: number;
   /** Rank in the communicator, 0 .. size-1. */
   readonly rank: number;
   readonly size: number;

@@ -42,8 +42,8 @@ export const KINDS = [
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
-const seqs = new WeakMap<CollPort, number>();
-const KIND_IDS = new Map<Kind, number>(KINDS.map((k, i) => [k, i]));
+/** Kind → its number in tags (a plain object: read on every call, where a Map lookup costs more). */
+const KIND_IDS = Object.fromEntries(KINDS.map((k, i) => [k, i])) as Record<Kind, number>;
 
 /** The next call on `p` is this one (read once, by its nextTagBase); undefined withdraws it. */
 export function announce(p: CollPort, sig: Signature | undefined): void {
@@ -52,11 +52,11 @@ export function announce(p: CollPort, sig: Signature | undefined): void {
 
 /** The tag base of the next collective call on `p`: its slot, kind and root. */
 export function nextTagBase(p: CollPort): number {
-  const s = seqs.get(p) ?? 0;
-  seqs.set(p, (s + 1) % TAG_SLOTS);
+  const s = p.slot ?? 0;
+  p.slot = (s + 1) % TAG_SLOTS;
   const sig = p.signature;
   p.signature = undefined;
-  const kind = sig === undefined ? 0 : KIND_IDS.get(sig.kind)!;
+  const kind = sig === undefined ? 0 : KIND_IDS[sig.kind];
   const root = sig === undefined ? 0 : sig.root & ROOT_MASK;
   const base = (root << ROOT_SHIFT) | (kind << KIND_SHIFT) | (s << SLOT_SHIFT);
   if (sig !== undefined) sig.base = base;

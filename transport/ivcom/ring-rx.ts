@@ -210,7 +210,7 @@ export class RxRing extends RingHalf {
 
         // Copy out (the ring space is reused as soon as cons moves), in two pieces at the end.
         if (len <= TINY_COPY && dataPos + len <= cap) {
-          // A byte loop beats subarray()+set() below ~64 bytes (no view object, no call).
+          // A byte loop beats subarray()+set() for tiny copies (no view object, no call: ring.ts).
           const s = base + dataPos;
           for (let i = 0; i < len; i++) dest[destOff + i] = u8[s + i]!;
         } else if (len > 0) {

@@ -7,8 +7,12 @@ import { CONS_OFFSET, DATA_WANTED_OFFSET, SPACE_WANTED_OFFSET, ctrlOffset, ringO
 /** dst[dstOff, dstOff+n) = src[srcOff, srcOff+n), in bytes. */
 export type CopyBytes = (dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number) => void;
 
-/** Copies up to this many bytes run as a JS loop instead of TypedArray.prototype.set. */
-export const TINY_COPY = 16;
+/**
+ * Copies up to this many bytes run as a JS loop instead of TypedArray.prototype.set (and, on the
+ * receiving side, the subarray() it needs). Measured through ivrun, one-way latency against the
+ * payload size: the loop wins up to 40 bytes, ties at 48 and loses at 64 (docs/performance.md).
+ */
+export const TINY_COPY = 48;
 
 /**
  * Copies of at least this many bytes use the native copy when there is one: below, the call

@@ -99,6 +99,12 @@ function opaque(v: object): boolean {
   return ArrayBuffer.isView(v) || types.isAnyArrayBuffer(v) || types.isDate(v) || types.isRegExp(v) || types.isBoxedPrimitive(v);
 }
 
+/** A string, number or boolean: nothing to look into, plain (checked in place, not by a call per leaf). */
+function plainLeaf(x: unknown): boolean {
+  const t = typeof x;
+  return t === 'string' || t === 'number' || t === 'boolean';
+}
+
 function quick(v: unknown, depth: number, budget: Walk): string | undefined {
   if (typeof v !== 'object') {
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return undefined;
@@ -115,8 +121,10 @@ function quick(v: unknown, depth: number, budget: Walk): string | undefined {
   if (proto === Array.prototype) {
     const a = v as unknown[];
     for (let i = 0; i < a.length; i++) {
+      const x = a[i];
+      if (plainLeaf(x)) continue;
       // A hole reads as undefined, which is not plain either.
-      const r = quick(a[i], depth + 1, budget);
+      const r = quick(x, depth + 1, budget);
       if (r !== undefined) return r;
     }
     return undefined;
@@ -145,7 +153,9 @@ function quick(v: unknown, depth: number, budget: Walk): string | undefined {
     if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
     // msgpackr decodes such a key under another name: keep it on the path it always took.
     if (k === '__proto__') budget.plain = false;
-    const r = quick((v as Record<string, unknown>)[k], depth + 1, budget);
+    const x = (v as Record<string, unknown>)[k];
+    if (plainLeaf(x)) continue;
+    const r = quick(x, depth + 1, budget);
     if (r !== undefined) return r;
   }
   return undefined;

@@ -3,7 +3,7 @@
 
 import type { TransportName } from '../transport/transport.js';
 import * as coll from './collectives/index.js';
-import type { CollPort } from './collectives/port.js';
+import type { CollPort, Signature } from './collectives/port.js';
 import { announce, type Kind } from './collectives/signature.js';
 import type { ActiveCollective } from './report.js';
 import { encode } from './codec.js';
@@ -19,6 +19,13 @@ import { NO_OPTIONS, checkDest, checkOptions, checkRank, checkSource, checkTag, 
 export interface SendOptions {
   /** Settle only once a receive has matched the message (MPI_Ssend); to itself a rank's send settles at once. */
   sync?: boolean;
+}
+
+/** A collective call: its signature (tags) and its record among the calls in progress. */
+interface CallRecord extends Omit<ActiveCollective, 'root'>, Signature {
+  kind: Kind;
+  /** Reported through port.ended (possibly before the engine was told it started). */
+  ended: boolean;
 }
 
 /** The public call behind each kind of receive, to name it in errors. */
@@ -277,6 +284,7 @@ export class Comm {
         recv: (source, tag) => this.recvOn(cctx, source, tag),
         hostOf: (r) => peers[this.world(r)]!.node,
         recvInto: (into, source, tag) => this.post(cctx, source, tag, NO_OPTIONS, Yield.Piece, false, asBytes(into)),
+        ended: (sig) => this.callEnded(sig),
       };
     }
     return this.portCache;
@@ -293,8 +301,10 @@ export class Comm {
     const bad = this.unusable(kind);
     if (bad !== undefined) return Promise.reject(bad);
     const port = this.port;
-    const sig = { kind, root: root ?? 0, base: -1 };
-    announce(port, sig);
+    // One record per call: what its tags carry (the port's signature) and what the engine checks
+    // arrivals against while it is in progress.
+    const call: CallRecord = { ctx: this.ctx, kind, seq: 0, root, base: -1, reportsEnd: false, ended: false };
+    announce(port, call);
     let p: Promise<T>;
     try {
       p = run();
@@ -303,15 +313,27 @@ export class Comm {
     } finally {
       announce(port, undefined);
     }
-    if (sig.base < 0) return p; // refused before it began (bad arguments): nothing to watch
+    if (call.base < 0) return p; // refused before it began (bad arguments): nothing to watch
     // A mismatch rejects the call through its receives (calls.ts): the ones posted, and any it
     // posts afterwards.
+    call.seq = ++this.collSeq;
     const calls = this.engine.calls;
-    const active: ActiveCollective = { ctx: this.ctx, kind, seq: ++this.collSeq, root, base: sig.base };
-    calls.started(active);
-    const done = () => calls.returnedFrom(active);
+    calls.started(call);
+    if (call.reportsEnd) {
+      // It tells the port its end itself (port.ended); one that failed at once already did.
+      if (call.ended) calls.returnedFrom(call);
+      return p;
+    }
+    const done = () => calls.returnedFrom(call);
     p.then(done, done);
     return p;
+  }
+
+  /** port.ended: a call that reports its own end (Signature.reportsEnd) has returned or failed. */
+  private callEnded(sig: Signature): void {
+    const call = sig as CallRecord;
+    call.ended = true;
+    this.engine.calls.returnedFrom(call);
   }
 
   barrier(): Promise<void> {

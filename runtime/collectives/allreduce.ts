@@ -12,7 +12,7 @@
 //  - across hosts: reduce inside each host to its lowest rank, allreduce across those leaders,
 //    bcast inside each host.
 
-import type { CollPort } from './port.js';
+import type { CollPort, Signature } from './port.js';
 import { InvalidArgTypeError, OutOfRangeError } from '../errors.js';
 import { allocToOverwrite, checkOp, describe, kernel, Op, reducer, typedKind, type AnyTypedArray, type Kernel, type OpLike, type Reducer } from './op.js';
 import { bcastFlat } from './bcast.js';
@@ -110,12 +110,16 @@ export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: A
   try {
     const red = reducer(checkOp(op, p.worldRank), p.worldRank, cloneValue);
     if (into !== undefined) checkInto(p, data, into);
+    const sig = p.signature;
     const tag = nextTagBase(p);
     // Not inside an async function: its frame is most of what a small allreduce allocates.
     if (p.size === 2) {
       const k = red.kernelOf(data);
       if (k !== undefined && selectAllreduce(p, (data as AnyTypedArray).byteLength, true) === 'recursive-doubling') {
-        return pairAllreduceTyped(p, data as AnyTypedArray, k, red, tag + 2, into) as Promise<T>;
+        // It reports its own end to the port: the communicator then watches no promise for it.
+        const ends = sig !== undefined && p.ended !== undefined ? sig : undefined;
+        if (ends !== undefined) ends.reportsEnd = true;
+        return pairAllreduceTyped(p, data as AnyTypedArray, k, red, tag + 2, into, ends) as Promise<T>;
       }
     }
     return allreduceWith(p, data, red, tag, into);
@@ -153,17 +157,29 @@ async function allreduceWith<T>(p: CollPort, data: T, red: Reducer, tag: number,
  * into the array just received, which is this rank's own (or into `into`). Both ranks apply the
  * kernel to (rank 0's values, rank 1's values): identical bits on both.
  */
-async function pairAllreduceTyped(p: CollPort, data: AnyTypedArray, k: Kernel, red: Reducer, tag: number, into: AnyTypedArray | undefined): Promise<unknown> {
-  const other = p.rank ^ 1;
-  const s = p.send(data, other, tag);
-  const v = await p.recv(other, tag);
-  await s;
-  // The other rank's contribution must be the same kind and length; combine() says how it differs.
-  if (!sameKind(v, data) || (v as AnyTypedArray).length !== data.length) return red.combine(red.prepare(data), v);
-  const out = into ?? (v as AnyTypedArray);
-  if (p.rank === 0) k(out, data, 0, v as AnyTypedArray, 0, data.length);
-  else k(out, v as AnyTypedArray, 0, data, 0, data.length);
-  return out;
+async function pairAllreduceTyped(
+  p: CollPort,
+  data: AnyTypedArray,
+  k: Kernel,
+  red: Reducer,
+  tag: number,
+  into: AnyTypedArray | undefined,
+  ends: Signature | undefined,
+): Promise<unknown> {
+  try {
+    const other = p.rank ^ 1;
+    const s = p.send(data, other, tag);
+    const v = await p.recv(other, tag);
+    await s;
+    // The other rank's contribution must be the same kind and length; combine() says how it differs.
+    if (!sameKind(v, data) || (v as AnyTypedArray).length !== data.length) return red.combine(red.prepare(data), v);
+    const out = into ?? (v as AnyTypedArray);
+    if (p.rank === 0) k(out, data, 0, v as AnyTypedArray, 0, data.length);
+    else k(out, v as AnyTypedArray, 0, data, 0, data.length);
+    return out;
+  } finally {
+    if (ends !== undefined) p.ended!(ends);
+  }
 }
 
 /** Whether `v` is a typed array of `data`'s kind (a received array is never a Buffer; `data` may be one). */

@@ -5,10 +5,15 @@
 /** What the next collective call on a port is (signature.ts puts it in the call's tags). */
 export interface Signature {
   kind: import('./signature.js').Kind;
-  /** The root of a rooted collective; 0 for the others. */
-  root: number;
+  /** The root of a rooted collective; undefined (0 in tags) for the others. */
+  root: number | undefined;
   /** Set by the call's nextTagBase: its tag base (-1 until then). */
   base: number;
+  /**
+   * Set by a call that will tell the port its end itself (CollPort.ended), so the communicator
+   * need not watch its promise for that.
+   */
+  reportsEnd: boolean;
 }
 
 export interface CollPort {
@@ -36,4 +41,6 @@ export interface CollPort {
    * (no fresh pages, no extra copy). Ports without it are served by recv().
    */
   recvInto?(into: ArrayBufferView, source: number, tag: number): Promise<{ byteLength: number; codec: number }>;
+  /** Optional: the call announced as `sig` has ended (returned or failed); see Signature.reportsEnd. */
+  ended?(sig: Signature): void;
 }

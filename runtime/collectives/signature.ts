@@ -57,7 +57,7 @@ export function nextTagBase(p: CollPort): number {
   const sig = p.signature;
   p.signature = undefined;
   const kind = sig === undefined ? 0 : KIND_IDS[sig.kind];
-  const root = sig === undefined ? 0 : sig.root & ROOT_MASK;
+  const root = sig === undefined ? 0 : (sig.root ?? 0) & ROOT_MASK;
   const base = (root << ROOT_SHIFT) | (kind << KIND_SHIFT) | (s << SLOT_SHIFT);
   if (sig !== undefined) sig.base = base;
   return base;

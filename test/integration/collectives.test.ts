@@ -21,10 +21,11 @@ describe.each(TRANSPORTS)('collectives over %s', (transport) => {
     expect(r.leftovers).toEqual([]);
   });
 
-  it.each(['A', 'B', 'C'])(
+  it.each(['A', 'B', 'C', 'D'])(
     'collectives called differently on different ranks (case %s) are never a silent success: ERR_IVCOM_COLLECTIVE_MISMATCH',
     async (c) => {
-      const r = await ivrun(['-n', '3', '--transport', transport, '--timeout', JOB_TIMEOUT_S, 'node', COLL, 'mismatch', c]);
+      const n = c === 'D' ? '2' : '3';
+      const r = await ivrun(['-n', n, '--transport', transport, '--timeout', JOB_TIMEOUT_S, 'node', COLL, 'mismatch', c]);
       const lines = r.stdout.split('\n').filter((l) => l.startsWith(`case ${c} `));
       // Each rank either got the right value for the call it made, or saw the mismatch.
       for (const l of lines) expect(l).toMatch(/: (ok|ERR_IVCOM_COLLECTIVE_MISMATCH rank \d: its .* met rank \d's .* at the same point: every rank must call the same collectives in the same order, with the same root)$/);
@@ -35,6 +36,7 @@ describe.each(TRANSPORTS)('collectives over %s', (transport) => {
       expect(early || late).toBe(true);
       expect(r.code).toBe(late ? 1 : 0);
       if (c === 'A' && !late) expect(r.stdout).toMatch(/case A rank [12]: ERR_IVCOM_COLLECTIVE_MISMATCH rank [12]: its allreduce #1 on world met rank 0's bcast \(root 0\)/);
+      if (c === 'D') expect(r.stdout).toMatch(/case D rank 0: ERR_IVCOM_COLLECTIVE_MISMATCH rank 0: its allreduce #5001 on world met rank 1's barrier/);
       expect(r.leftovers).toEqual([]);
     },
   );

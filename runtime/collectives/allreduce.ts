@@ -113,13 +113,13 @@ export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: A
     const sig = p.signature;
     const tag = nextTagBase(p);
     // Not inside an async function: its frame is most of what a small allreduce allocates.
-    if (p.size === 2) {
+    if (p.size > 1 && (p.size & (p.size - 1)) === 0) {
       const k = red.kernelOf(data);
       if (k !== undefined && selectAllreduce(p, (data as AnyTypedArray).byteLength, true) === 'recursive-doubling') {
         // It reports its own end to the port: the communicator then watches no promise for it.
         const ends = sig !== undefined && p.ended !== undefined ? sig : undefined;
         if (ends !== undefined) ends.reportsEnd = true;
-        return pairAllreduceTyped(p, data as AnyTypedArray, k, red, tag + 2, into, ends) as Promise<T>;
+        return doublingTyped(p, data as AnyTypedArray, k, red, tag + 2, into, ends) as Promise<T>;
       }
     }
     return allreduceWith(p, data, red, tag, into);
@@ -152,12 +152,15 @@ async function allreduceWith<T>(p: CollPort, data: T, red: Reducer, tag: number,
 }
 
 /**
- * Two ranks, a small typed array, a built-in op: one exchange (the tag recursive doubling would
- * use). The caller's array is sent as it is, with no prepared copy, and the result is written
- * into the array just received, which is this rank's own (or into `into`). Both ranks apply the
- * kernel to (rank 0's values, rank 1's values): identical bits on both.
+ * A power-of-two number of ranks, a small typed array, a built-in op: recursive doubling written
+ * out in one async function, without the general algorithm's layers of calls and prepared copies
+ * (they were most of the cost of a small allreduce; 2 ranks: one exchange). The caller's array is
+ * sent as it is and never written; each step reduces into the array just received, which is this
+ * rank's own, and the last into `into` when given. Both partners of a step apply the kernel to
+ * (lower rank's values, higher rank's values): identical bits on every rank. Same tag and partners
+ * as allreduceRecursiveDoubling.
  */
-async function pairAllreduceTyped(
+async function doublingTyped(
   p: CollPort,
   data: AnyTypedArray,
   k: Kernel,
@@ -167,16 +170,22 @@ async function pairAllreduceTyped(
   ends: Signature | undefined,
 ): Promise<unknown> {
   try {
-    const other = p.rank ^ 1;
-    const s = p.send(data, other, tag);
-    const v = await p.recv(other, tag);
-    await s;
-    // The other rank's contribution must be the same kind and length; combine() says how it differs.
-    if (!sameKind(v, data) || (v as AnyTypedArray).length !== data.length) return red.combine(red.prepare(data), v);
-    const out = into ?? (v as AnyTypedArray);
-    if (p.rank === 0) k(out, data, 0, v as AnyTypedArray, 0, data.length);
-    else k(out, v as AnyTypedArray, 0, data, 0, data.length);
-    return out;
+    const { rank, size } = p;
+    const n = data.length;
+    let acc = data;
+    for (let mask = 1; mask < size; mask <<= 1) {
+      const partner = rank ^ mask;
+      const s = p.send(acc, partner, tag);
+      const v = await p.recv(partner, tag);
+      await s;
+      // The other rank's contribution must be the same kind and length; combine() says how it differs.
+      if (!sameKind(v, data) || (v as AnyTypedArray).length !== n) return red.combine(red.prepare(acc), v);
+      const out = mask << 1 >= size && into !== undefined ? into : (v as AnyTypedArray);
+      if (rank < partner) k(out, acc, 0, v as AnyTypedArray, 0, n);
+      else k(out, v as AnyTypedArray, 0, acc, 0, n);
+      acc = out;
+    }
+    return acc;
   } finally {
     if (ends !== undefined) p.ended!(ends);
   }

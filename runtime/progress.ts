@@ -26,8 +26,15 @@ const SETTLED = Promise.resolve();
 const CLOCK_EVERY = 127;
 const CLOCK_EVERY_RELAXED = 15;
 
-/** Longest run (ms) of back-to-back spins before the event loop gets a turn. */
+/**
+ * Longest run (ms) of spins scheduled as microtasks before the event loop gets a turn (timers,
+ * I/O). A program that awaits one message after another never empties the microtask queue while
+ * the messages keep coming within the spin: without this, its timers and sockets would wait
+ * until a spin gave up (docs/performance.md).
+ */
 const FAIRNESS_MS = 2;
+/** Spins between readings of the clock for FAIRNESS_MS (a mask): a reading per spin would cost ~0.1 µs a message. */
+const FAIRNESS_CHECK_EVERY = 63;
 
 /** IVCOM_SPIN_US: a fixed spin budget in µs (unset or empty: adaptive). Anything else is refused. */
 export function spinOverride(v: string | undefined, rank: number): number | undefined {
@@ -137,9 +144,23 @@ export class Progress {
    */
   kick(): void {
     if (this.memory.length === 0 || this.spinScheduled) return;
-    this.spinScheduled = true;
-    void SETTLED.then(this.spin);
+    this.scheduleSpin();
   }
+
+  /** The next spin: a microtask, unless the event loop has not had a turn for FAIRNESS_MS. */
+  private scheduleSpin(): void {
+    this.spinScheduled = true;
+    if ((++this.spinsSinceTurn & FAIRNESS_CHECK_EVERY) !== 0 || performance.now() - this.turnAt < FAIRNESS_MS) void SETTLED.then(this.spin);
+    else setImmediate(this.spinAfterTurn);
+  }
+
+  /** Spins scheduled since the event loop last had a turn that this object saw, and when that was. */
+  private spinsSinceTurn = 0;
+  private turnAt = 0;
+  private readonly spinAfterTurn = (): void => {
+    this.turnAt = performance.now();
+    this.spin();
+  };
 
   private readonly spin = (): void => {
     this.spinScheduled = false;
@@ -169,25 +190,16 @@ export class Progress {
       }
     }
     if (moved === 0) {
-      this.streak = 0;
       if (this.holds > 0) this.armedAt = performance.now();
       this.arm();
       return;
     }
     if (this.holds > 0) {
       // Progress, and operations still pending (a window of receives, queued sends): spin again once the
-      // continuations just released have run, instead of falling back to doorbells. Every few
-      // milliseconds of this, let the event loop turn once (timers, I/O: fairness).
-      this.spinScheduled = true;
-      if (this.streak === 0) this.streakStart = performance.now();
-      if (++this.streak < 64 || performance.now() - this.streakStart < FAIRNESS_MS) void SETTLED.then(this.spin);
-      else {
-        this.streak = 0;
-        setImmediate(this.spin);
-      }
+      // continuations just released have run, instead of falling back to doorbells.
+      this.scheduleSpin();
       return;
     }
-    this.streak = 0;
     if (!this.armScheduled) {
       // The spin paid off. Arming now would make the peer ring (a syscall) for a reply this
       // rank will most likely spin for again; arm only once the program stops posting receives
@@ -197,12 +209,10 @@ export class Progress {
     }
   };
 
-  private streak = 0;
-  private streakStart = 0;
-
   private armScheduled = false;
   private readonly deferredArm = (): void => {
     this.armScheduled = false;
+    this.turnAt = performance.now();
     // A spin is running again (receives were posted since): it arms when it gives up. Arming
     // under it would only make the peer ring a doorbell (a syscall on each side) for nothing.
     if (this.spinScheduled) return;

@@ -18,6 +18,7 @@ async function scenario(name: string, n: number, transport: string, extra: strin
 describe.each(TRANSPORTS)('point to point over %s', (transport) => {
   it('keeps per-tag order under interleaved tags and receive orders', () => scenario('order', 2, transport));
   it('fans in with ANY_SOURCE, each sender in order', () => scenario('fanin', 5, transport));
+  it("lets the program's timers run while it awaits one message after another", () => scenario('fair', 2, transport));
   it('delivers every kind of value intact', () => scenario('fidelity', 2, transport));
   it('carries a 64 MiB message both ways (checksummed)', () => scenario('big', 2, transport));
   it('truncates into a small buffer with ERR_IVCOM_TRUNCATE and consumes the message', () => scenario('truncate', 2, transport));

@@ -34,6 +34,12 @@ export class CollectiveCalls {
   private readonly returned = new Map<number, Array<ActiveCollective | undefined>>();
   /** Calls that met another call's message: what they post from now on rejects at once. */
   private readonly broken = new Map<number, Error>();
+  /**
+   * Calls that met another call's message while nothing of theirs was waiting to be told (no
+   * receive posted: between steps, or done receiving but not yet returned), with that message.
+   * If such a call then returns a value, the mismatch ends the job, as for a call that had returned.
+   */
+  private readonly untold = new Map<ActiveCollective, Envelope | IncomingMessage>();
 
   constructor(
     private readonly rank: number,
@@ -51,8 +57,20 @@ export class CollectiveCalls {
     if (e !== undefined) this.mismatch(a, e);
   }
 
-  /** A call settled. One that a mismatch ended is not remembered (the rest of the other call's messages will come). */
-  returnedFrom(a: ActiveCollective): void {
+  /**
+   * A call settled (`ok`: with a value). One that a mismatch ended is not remembered (the rest of
+   * the other call's messages will come).
+   */
+  returnedFrom(a: ActiveCollective, ok: boolean): void {
+    if (this.untold.size > 0) {
+      const m = this.untold.get(a);
+      if (m !== undefined) {
+        this.untold.delete(a);
+        // It rejected through a receive it posted after the mismatch: told. Else nothing was.
+        if (ok) this.endJob(this.error(a, m, 'it had returned already, so the job cannot go on'));
+        return;
+      }
+    }
     if (!removeFrom(this.active, a)) return;
     let calls = this.returned.get(a.ctx + 1);
     if (calls === undefined) this.returned.set(a.ctx + 1, (calls = new Array(RETURNED_CALLS_KEPT).fill(undefined)));
@@ -81,8 +99,11 @@ export class CollectiveCalls {
     const done = calls?.[at];
     if (done === undefined || slotOf(done.base) !== slot || sameCall(done.base, m.tag)) return;
     calls![at] = undefined;
-    const err = this.error(done, m, 'it had returned already, so the job cannot go on');
-    // Nothing is waiting to be told: end the job, as any uncaught error does.
+    this.endJob(this.error(done, m, 'it had returned already, so the job cannot go on'));
+  }
+
+  /** Nothing is waiting to be told: end the job, as any uncaught error does. */
+  private endJob(err: Error): void {
     queueMicrotask(() => {
       throw err;
     });
@@ -94,12 +115,16 @@ export class CollectiveCalls {
     const err = this.error(a, m);
     this.broken.set(keyOf(a.ctx + 1, a.base), err);
     const matcher = this.matcherOf(a.ctx + 1);
-    if (matcher === undefined) return;
     const slot = slotOf(a.base);
-    const { posted, probes } = matcher.snapshot();
+    const { posted, probes } = matcher?.snapshot() ?? { posted: [], probes: [] };
+    let told = false;
     for (const r of [...posted, ...probes]) {
-      if (slotOf(r.tag) === slot && matcher.cancel(r)) r.fail?.(err);
+      if (slotOf(r.tag) === slot && matcher!.cancel(r)) {
+        r.fail?.(err);
+        told = true;
+      }
     }
+    if (!told) this.untold.set(a, m);
   }
 
   private error(a: ActiveCollective, m: Envelope | IncomingMessage, after = ''): CollectiveMismatchError {

@@ -24,8 +24,9 @@ export interface SendOptions {
 /** A collective call: its signature (tags) and its record among the calls in progress. */
 interface CallRecord extends Omit<ActiveCollective, 'root'>, Signature {
   kind: Kind;
-  /** Reported through port.ended (possibly before the engine was told it started). */
+  /** Reported through port.ended (possibly before the engine was told it started), and whether with a value. */
   ended: boolean;
+  endedOk: boolean;
 }
 
 /** The public call behind each kind of receive, to name it in errors. */
@@ -284,7 +285,7 @@ export class Comm {
         recv: (source, tag) => this.recvOn(cctx, source, tag),
         hostOf: (r) => peers[this.world(r)]!.node,
         recvInto: (into, source, tag) => this.post(cctx, source, tag, NO_OPTIONS, Yield.Piece, false, asBytes(into)),
-        ended: (sig) => this.callEnded(sig),
+        ended: (sig, ok) => this.callEnded(sig, ok),
       };
     }
     return this.portCache;
@@ -303,7 +304,7 @@ export class Comm {
     const port = this.port;
     // One record per call: what its tags carry (the port's signature) and what the engine checks
     // arrivals against while it is in progress.
-    const call: CallRecord = { ctx: this.ctx, kind, seq: 0, root, base: -1, reportsEnd: false, ended: false };
+    const call: CallRecord = { ctx: this.ctx, kind, seq: 0, root, base: -1, reportsEnd: false, ended: false, endedOk: false };
     announce(port, call);
     let p: Promise<T>;
     try {
@@ -321,19 +322,22 @@ export class Comm {
     calls.started(call);
     if (call.reportsEnd) {
       // It tells the port its end itself (port.ended); one that failed at once already did.
-      if (call.ended) calls.returnedFrom(call);
+      if (call.ended) calls.returnedFrom(call, call.endedOk);
       return p;
     }
-    const done = () => calls.returnedFrom(call);
-    p.then(done, done);
+    p.then(
+      () => calls.returnedFrom(call, true),
+      () => calls.returnedFrom(call, false),
+    );
     return p;
   }
 
   /** port.ended: a call that reports its own end (Signature.reportsEnd) has returned or failed. */
-  private callEnded(sig: Signature): void {
+  private callEnded(sig: Signature, ok: boolean): void {
     const call = sig as CallRecord;
     call.ended = true;
-    this.engine.calls.returnedFrom(call);
+    call.endedOk = ok;
+    this.engine.calls.returnedFrom(call, ok);
   }
 
   barrier(): Promise<void> {

@@ -174,7 +174,9 @@ export class Engine {
       this.rendezvous.control(m);
       return;
     }
-    if ((m.ctx & 1) === 1 && this.calls.active.length > 0) this.calls.arrived(m);
+    // Every collective message, also when no call is in progress: one of a call that returned
+    // before it arrived must still end the job.
+    if ((m.ctx & 1) === 1) this.calls.arrived(m);
     const env: Envelope = m;
     env.seq = this.seq++;
     const claimed = this.claimsPending > 0 && this.claimedView[m.source] === m.payload ? this.claimedBy[m.source] : undefined;

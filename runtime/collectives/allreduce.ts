@@ -169,6 +169,7 @@ async function doublingTyped(
   into: AnyTypedArray | undefined,
   ends: Signature | undefined,
 ): Promise<unknown> {
+  let ok = false;
   try {
     const { rank, size } = p;
     const n = data.length;
@@ -185,9 +186,10 @@ async function doublingTyped(
       else k(out, v as AnyTypedArray, 0, acc, 0, n);
       acc = out;
     }
+    ok = true;
     return acc;
   } finally {
-    if (ends !== undefined) p.ended!(ends);
+    if (ends !== undefined) p.ended!(ends, ok);
   }
 }
 

@@ -41,6 +41,6 @@ export interface CollPort {
    * (no fresh pages, no extra copy). Ports without it are served by recv().
    */
   recvInto?(into: ArrayBufferView, source: number, tag: number): Promise<{ byteLength: number; codec: number }>;
-  /** Optional: the call announced as `sig` has ended (returned or failed); see Signature.reportsEnd. */
-  ended?(sig: Signature): void;
+  /** Optional: the call announced as `sig` has ended, `ok`: with a value (else it failed); see Signature.reportsEnd. */
+  ended?(sig: Signature, ok: boolean): void;
 }

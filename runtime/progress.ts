@@ -150,12 +150,13 @@ export class Progress {
   /** The next spin: a microtask, unless the event loop has not had a turn for FAIRNESS_MS. */
   private scheduleSpin(): void {
     this.spinScheduled = true;
-    if ((++this.spinsSinceTurn & FAIRNESS_CHECK_EVERY) !== 0 || performance.now() - this.turnAt < FAIRNESS_MS) void SETTLED.then(this.spin);
+    if ((++this.spinsScheduled & FAIRNESS_CHECK_EVERY) !== 0 || performance.now() - this.turnAt < FAIRNESS_MS) void SETTLED.then(this.spin);
     else setImmediate(this.spinAfterTurn);
   }
 
-  /** Spins scheduled since the event loop last had a turn that this object saw, and when that was. */
-  private spinsSinceTurn = 0;
+  /** Spins scheduled (the clock is read for every FAIRNESS_CHECK_EVERY + 1st of them). */
+  private spinsScheduled = 0;
+  /** When the event loop last had a turn that this object saw (performance.now(), ms). */
   private turnAt = 0;
   private readonly spinAfterTurn = (): void => {
     this.turnAt = performance.now();

@@ -107,7 +107,7 @@ function plainLeaf(x: unknown): boolean {
 
 function quick(v: unknown, depth: number, budget: Walk): string | undefined {
   if (typeof v !== 'object') {
-    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return undefined;
+    if (plainLeaf(v)) return undefined;
     // undefined, bigint: carried by structured cloning only.
     budget.plain = false;
     return typeof v === 'function' || typeof v === 'symbol' ? refusedLeaf(v) : undefined;

@@ -193,7 +193,7 @@ async function doublingTyped(
   }
 }
 
-/** Whether `v` is a typed array of `data`'s kind (a received array is never a Buffer; `data` may be one). */
+/** Whether `v` is a typed array of `data`'s kind (a Buffer counts as a Uint8Array). */
 function sameKind(v: unknown, data: AnyTypedArray): boolean {
   return ArrayBuffer.isView(v) && (Object.getPrototypeOf(v) === Object.getPrototypeOf(data) || typedKind(v) === typedKind(data));
 }

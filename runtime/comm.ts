@@ -3,7 +3,7 @@
 
 import type { TransportName } from '../transport/transport.js';
 import * as coll from './collectives/index.js';
-import type { CollPort, Signature } from './collectives/port.js';
+import type { CollPort, Posted, Signature } from './collectives/port.js';
 import { announce, type Kind } from './collectives/signature.js';
 import type { ActiveCollective } from './report.js';
 import { encode } from './codec.js';
@@ -11,6 +11,7 @@ import { ANY_SOURCE, ANY_TAG, PROC_NULL } from './constants.js';
 import type { Engine } from './engine.js';
 import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, TooLargeError, UnserializableError } from './errors.js';
 import { ANY, type Envelope } from './match.js';
+import { Outcome } from './outcome.js';
 import { MatchedMessage } from './matched.js';
 import { NULL_STATUS, Receive, nullResult, statusOf, Yield, type Message, type ReceiveOwner, type Status } from './receive.js';
 import { asBytes, elementsOf } from './typed.js';
@@ -116,9 +117,36 @@ export class Comm {
     probe = false,
     into?: Uint8Array,
   ): Promise<T> {
+    const req = this.postReceive(ctx, source, tag, opts, yields, probe, into);
+    if (req instanceof Promise) return req as Promise<T>;
+    if (!req.done && !(this.engine.anyPeerGone && this.engine.rejectIfUnsatisfiable(this.engine.matcher(ctx), req))) this.engine.progress.kick();
+    return req.promise as Promise<T>;
+  }
+
+  /**
+   * A collective step's receive (CollPort.recvNow): posted, then waited for right here for a
+   * moment (Progress.waitNow), so a step whose partner is already there goes on without a hop.
+   */
+  protected recvNowOn(ctx: number, source: number, tag: number): Posted {
+    const req = this.postReceive(ctx, source, tag, NO_OPTIONS, Yield.Value, false, undefined);
+    if (req instanceof Promise) return { outcome: Outcome.Failed, value: undefined, promise: req };
+    if (!req.done && !(this.engine.anyPeerGone && this.engine.rejectIfUnsatisfiable(this.engine.matcher(ctx), req))) this.engine.progress.waitNow(req);
+    return req;
+  }
+
+  /** Checks and posts a receive; a promise when it is refused (rejected) or answered at once (PROC_NULL). */
+  private postReceive(
+    ctx: number,
+    source: number,
+    tag: number,
+    opts: RecvOptions,
+    yields: Yield,
+    probe: boolean,
+    into: Uint8Array | undefined,
+  ): Receive | Promise<unknown> {
     const engine = this.engine;
     if (engine.failed) return Promise.reject(engine.failed);
-    if (source === PROC_NULL) return Promise.resolve(nullResult(yields) as T);
+    if (source === PROC_NULL) return Promise.resolve(nullResult(yields));
     // Collective contexts (odd) are left alone: a collective begun before finalize() finishes.
     if ((ctx & 1) === 0 || this.freed) {
       const bad = this.unusable(YIELD_OPS[yields]);
@@ -144,8 +172,7 @@ export class Comm {
     req.seq = postSeq++;
     if (probe) matcher.probe(req);
     else matcher.post(req);
-    if (!req.done && !(engine.anyPeerGone && engine.rejectIfUnsatisfiable(matcher, req))) engine.progress.kick();
-    return req.promise as Promise<T>;
+    return req;
   }
 
   protected recvOn(ctx: number, source: number, tag: number, opts: RecvOptions = NO_OPTIONS): Promise<unknown> {
@@ -283,6 +310,8 @@ export class Comm {
         slot: 0,
         send: (data, dest, tag) => this.sendOn(cctx, data, dest, tag),
         recv: (source, tag) => this.recvOn(cctx, source, tag),
+        recvNow: (source, tag) => this.recvNowOn(cctx, source, tag),
+        sent: this.engine.sent,
         hostOf: (r) => peers[this.world(r)]!.node,
         recvInto: (into, source, tag) => this.post(cctx, source, tag, NO_OPTIONS, Yield.Piece, false, asBytes(into)),
         ended: (sig, ok) => this.callEnded(sig, ok),

@@ -57,6 +57,8 @@ export class Engine {
   private seq = 0;
   /** Spinning, sleeping on doorbells, and holding the event loop open while work is pending. */
   readonly progress: Progress;
+  /** The promise send() returns for a send complete at once (compare to skip an await). */
+  readonly sent: Promise<void> = RESOLVED;
   private failure: Error | undefined;
   private readonly pendingSends = new Set<Promise<void>>();
   /** Next free context id; agreed on collectively when communicators are created. */

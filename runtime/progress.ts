@@ -6,6 +6,7 @@ import os from 'node:os';
 import type { PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { Transport } from '../transport/transport.js';
 import { OutOfRangeError } from './errors.js';
+import { Outcome } from './outcome.js';
 import { RunQueue } from './run-queue.js';
 
 /**
@@ -35,6 +36,19 @@ const CLOCK_EVERY_RELAXED = 15;
 const FAIRNESS_MS = 2;
 /** Spins between readings of the clock for FAIRNESS_MS (a mask): a reading per spin would cost ~0.1 µs a message. */
 const FAIRNESS_CHECK_EVERY = 63;
+
+/**
+ * Longest spin (ms) of a collective step waiting inside its own call (waitNow) before the usual
+ * spin in a microtask takes over: a partner that entered the same step at about the same time
+ * answers well within it (an 8 B exchange takes ~2 µs), and a program that posts, after the
+ * call, what its partner waits for is held up by no more than this.
+ */
+const WAIT_NOW_MS = 0.01;
+
+/** What waitNow() waits for: a posted receive. */
+export interface Settles {
+  readonly outcome: Outcome;
+}
 
 /** IVCOM_SPIN_US: a fixed spin budget in µs (unset or empty: adaptive). Anything else is refused. */
 export function spinOverride(v: string | undefined, rank: number): number | undefined {
@@ -150,8 +164,13 @@ export class Progress {
   /** The next spin: a microtask, unless the event loop has not had a turn for FAIRNESS_MS. */
   private scheduleSpin(): void {
     this.spinScheduled = true;
-    if ((++this.spinsScheduled & FAIRNESS_CHECK_EVERY) !== 0 || performance.now() - this.turnAt < FAIRNESS_MS) void SETTLED.then(this.spin);
-    else setImmediate(this.spinAfterTurn);
+    if (this.turnDue()) setImmediate(this.spinAfterTurn);
+    else void SETTLED.then(this.spin);
+  }
+
+  /** Whether the event loop is owed a turn (the clock is read once every FAIRNESS_CHECK_EVERY + 1 calls). */
+  private turnDue(): boolean {
+    return (++this.spinsScheduled & FAIRNESS_CHECK_EVERY) === 0 && performance.now() - this.turnAt >= FAIRNESS_MS;
   }
 
   /** Spins scheduled (the clock is read for every FAIRNESS_CHECK_EVERY + 1st of them). */
@@ -163,9 +182,35 @@ export class Progress {
     this.spin();
   };
 
+  /**
+   * Called by a collective step right after posting its receive, with nothing else to post
+   * before it waits: spins here, synchronously, until `req` settles (true) or a short budget is
+   * spent (false: the usual spin in a microtask takes over). Saves the microtask hops of a wait
+   * that would have ended within a spin anyway, and lets the step go on inside the same call.
+   */
+  waitNow(req: Settles): boolean {
+    if (this.memory.length === 0) return false;
+    if (this.turnDue()) {
+      // The event loop is owed a turn: wait the usual way, after it.
+      if (!this.spinScheduled) {
+        this.spinScheduled = true;
+        setImmediate(this.spinAfterTurn);
+      }
+      return false;
+    }
+    const now = performance.now();
+    const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs < WAIT_NOW_MS ? this.spinBudgetMs : WAIT_NOW_MS;
+    this.pollFor(now + budget, budget, req);
+    if (req.outcome === Outcome.Pending) {
+      this.kick();
+      return false;
+    }
+    this.paidOff();
+    return true;
+  }
+
   private readonly spin = (): void => {
     this.spinScheduled = false;
-    const t = this.memory;
     let moved = 0;
     if (this.holds > 0) {
       const now = performance.now();
@@ -173,32 +218,49 @@ export class Progress {
       // ones when crowded: the peer may answer meanwhile, cheaper than a doorbell), then sleep
       // on the doorbell.
       const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs;
-      const deadline = now + budget;
-      const relax = this.crowded;
-      // A quiet poll takes tens of ns; a yielding one (relax) over a µs.
-      const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
-      for (let i = 0; ; i++) {
-        let n = 0;
-        for (const tr of t) n += tr.poll!();
-        moved += n;
-        if (n !== 0) continue;
-        // Stop once something moved and the rings are quiet again (a burst is taken whole, then
-        // its continuations run: receives completed, sends written), or when the budget is
-        // spent without anything moving.
-        if (moved !== 0) break;
-        if (relax) for (const tr of t) tr.relax?.();
-        if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
-      }
+      moved = this.pollFor(now + budget, budget, undefined);
     }
     if (moved === 0) {
       if (this.holds > 0) this.armedAt = performance.now();
       this.arm();
       return;
     }
+    this.paidOff();
+  };
+
+  /**
+   * Polls the memory transports until `until` settles, or (without it) until something moved
+   * and the rings are quiet again (a burst is taken whole, then its continuations run: receives
+   * completed, sends written), or until `deadline` passes with nothing moving. Returns how
+   * much moved.
+   */
+  private pollFor(deadline: number, budget: number, until: Settles | undefined): number {
+    const t = this.memory;
+    const relax = this.crowded;
+    // A quiet poll takes tens of ns; a yielding one (relax) over a µs.
+    const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
+    let moved = 0;
+    for (let i = 0; ; i++) {
+      let n = 0;
+      for (const tr of t) n += tr.poll!();
+      if (n !== 0) {
+        moved += n;
+        if (until !== undefined && until.outcome !== Outcome.Pending) break;
+        continue;
+      }
+      if (moved !== 0 && until === undefined) break;
+      if (relax) for (const tr of t) tr.relax?.();
+      if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
+    }
+    return moved;
+  }
+
+  /** A wait ended within a spin. */
+  private paidOff(): void {
     if (this.holds > 0) {
-      // Progress, and operations still pending (a window of receives, queued sends): spin again once the
+      // Operations still pending (a window of receives, queued sends): spin again once the
       // continuations just released have run, instead of falling back to doorbells.
-      this.scheduleSpin();
+      if (!this.spinScheduled) this.scheduleSpin();
       return;
     }
     if (!this.armScheduled) {
@@ -208,7 +270,7 @@ export class Progress {
       this.armScheduled = true;
       setImmediate(this.deferredArm).unref();
     }
-  };
+  }
 
   private armScheduled = false;
   private readonly deferredArm = (): void => {

@@ -11,6 +11,7 @@ import { announcedBytes } from './rendezvous.js';
 import type { Engine } from './engine.js';
 import { AbortError, TruncateError } from './errors.js';
 import type { Envelope, Matcher, Request } from './match.js';
+import { Outcome } from './outcome.js';
 
 export interface Status {
   source: number;
@@ -68,6 +69,9 @@ export class Receive implements Request {
   seq = 0;
   done = false;
   claimed = false;
+  outcome = Outcome.Pending;
+  /** What the promise resolved with, once `outcome` is Value. */
+  value: unknown = undefined;
   readonly promise: Promise<unknown>;
   private readonly resolve: (v: unknown) => void;
   private readonly reject: (e: Error) => void;
@@ -93,6 +97,7 @@ export class Receive implements Request {
     this.onAbort = () => {
       if (matcher.cancel(this)) {
         this.finish();
+        this.outcome = Outcome.Failed;
         this.reject(new AbortError(undefined, { cause: signal.reason }));
       }
     };
@@ -114,14 +119,18 @@ export class Receive implements Request {
       // Decoding here, not in a .then(), saves a promise per message.
       v = this.result(env);
     } catch (err) {
+      this.outcome = Outcome.Failed;
       this.reject(err as Error);
       return;
     }
+    this.outcome = Outcome.Value;
+    this.value = v;
     this.resolve(v);
   }
 
   fail(err: Error): void {
     this.finish();
+    this.outcome = Outcome.Failed;
     this.reject(err);
   }
 

@@ -19,7 +19,8 @@ import { bcastFlat } from './bcast.js';
 import { reduceImpl } from './reduce.js';
 import { ringAllgather, ringReduceScatter } from './ring.js';
 import { pieceElems, selectAllreduce } from './select.js';
-import { cloneValue, exchange, floorPow2, mod, subPort, topology } from './util.js';
+import { cloneValue, exchange, floorPow2, mod, noop, recvNow, subPort, topology } from './util.js';
+import { Outcome } from '../outcome.js';
 import { nextTagBase } from './signature.js';
 
 /** Recursive doubling on prepared values (tags tag..tag+2). */
@@ -141,9 +142,7 @@ async function allreduceWith<T>(p: CollPort, data: T, red: Reducer, tag: number,
     // the general algorithm's layers of async calls: they were most of the cost of a small
     // allreduce. Same tag, same rank order (lower rank's value first) as that exchange.
     const other = p.rank ^ 1;
-    const s = p.send(x, other, tag + 2);
-    const v = await p.recv(other, tag + 2);
-    await s;
+    const v = await exchange(p, x, other, other, tag + 2);
     r = p.rank === 0 ? red.combine(x, v) : red.combine(v, x);
   } else r = await allreduceImpl(p, x, red, tag);
   if (into === undefined) return r as T;
@@ -177,8 +176,12 @@ async function doublingTyped(
     for (let mask = 1; mask < size; mask <<= 1) {
       const partner = rank ^ mask;
       const s = p.send(acc, partner, tag);
-      const v = await p.recv(partner, tag);
-      await s;
+      const r = recvNow(p, partner, tag);
+      if (s !== p.sent) {
+        r.promise.catch(noop);
+        await s;
+      }
+      const v = r.outcome === Outcome.Value ? r.value : await r.promise;
       // The other rank's contribution must be the same kind and length; combine() says how it differs.
       if (!sameKind(v, data) || (v as AnyTypedArray).length !== n) return red.combine(red.prepare(acc), v);
       const out = mask << 1 >= size && into !== undefined ? into : (v as AnyTypedArray);

@@ -2,6 +2,8 @@
 // expose collectives without an import loop. Comm hands each collective a port bound to the
 // communicator's collective context: its traffic never matches user point-to-point messages.
 
+import type { Outcome } from '../outcome.js';
+
 /** What the next collective call on a port is (signature.ts puts it in the call's tags). */
 export interface Signature {
   kind: import('./signature.js').Kind;
@@ -14,6 +16,14 @@ export interface Signature {
    * need not watch its promise for that.
    */
   reportsEnd: boolean;
+}
+
+/** A receive posted by CollPort.recvNow. */
+export interface Posted {
+  /** Outcome.Value: `value` is the message already; else await `promise`. */
+  readonly outcome: Outcome;
+  readonly value: unknown;
+  readonly promise: Promise<unknown>;
 }
 
 export interface CollPort {
@@ -33,6 +43,14 @@ export interface CollPort {
   send(data: unknown, dest: number, tag: number): Promise<void>;
   /** Receives the next message from `source` with `tag` (both exact, never wildcards). */
   recv(source: number, tag: number): Promise<unknown>;
+  /**
+   * Optional: recv() for a step that posts nothing else before it waits: the receive may
+   * complete within this call (Posted.outcome says so), saving the awaits. Ports without it are
+   * served by recv().
+   */
+  recvNow?(source: number, tag: number): Posted;
+  /** Optional: the promise send() returns when the message went out at once (an await to skip). */
+  readonly sent?: Promise<void>;
   /** Host index of a communicator rank, for hierarchical algorithms (same number = same host). */
   hostOf(rank: number): number;
   /**

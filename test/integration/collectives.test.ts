@@ -21,6 +21,13 @@ describe.each(TRANSPORTS)('collectives over %s', (transport) => {
     expect(r.leftovers).toEqual([]);
   });
 
+  it.each([2, 3, 4])('collectives overlapping point-to-point: called before a send the partner waits for, around a sleeping receive (%i ranks)', async (n) => {
+    const r = await ivrun(['-n', String(n), '--transport', transport, '--timeout', JOB_TIMEOUT_S, 'node', COLL, 'overlap']);
+    expect({ code: r.code, stderr: r.stderr.slice(-3000) }).toEqual({ code: 0, stderr: expect.any(String) });
+    expect(r.stdout).toContain(`OK overlap size=${n}`);
+    expect(r.leftovers).toEqual([]);
+  });
+
   it.each(['A', 'B', 'C', 'D', 'E'])(
     'collectives called differently on different ranks (case %s) are never a silent success: ERR_IVCOM_COLLECTIVE_MISMATCH',
     async (c) => {

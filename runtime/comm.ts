@@ -119,7 +119,7 @@ export class Comm {
   ): Promise<T> {
     const req = this.postReceive(ctx, source, tag, opts, yields, probe, into);
     if (req instanceof Promise) return req as Promise<T>;
-    if (!req.done && !(this.engine.anyPeerGone && this.engine.rejectIfUnsatisfiable(this.engine.matcher(ctx), req))) this.engine.progress.kick();
+    if (this.mustWait(ctx, req)) this.engine.progress.kick();
     return req.promise as Promise<T>;
   }
 
@@ -129,9 +129,15 @@ export class Comm {
    */
   protected recvNowOn(ctx: number, source: number, tag: number): Posted {
     const req = this.postReceive(ctx, source, tag, NO_OPTIONS, Yield.Value, false, undefined);
-    if (req instanceof Promise) return { outcome: Outcome.Failed, value: undefined, promise: req };
-    if (!req.done && !(this.engine.anyPeerGone && this.engine.rejectIfUnsatisfiable(this.engine.matcher(ctx), req))) this.engine.progress.waitNow(req);
+    if (req instanceof Promise) return { outcome: Outcome.Pending, value: undefined, promise: req };
+    if (this.mustWait(ctx, req)) this.engine.progress.waitNow(req);
     return req;
+  }
+
+  /** A posted receive that did not match at once, and that a message may still satisfy. */
+  private mustWait(ctx: number, req: Receive): boolean {
+    const engine = this.engine;
+    return !req.done && !(engine.anyPeerGone && engine.rejectIfUnsatisfiable(engine.matcher(ctx), req));
   }
 
   /** Checks and posts a receive; a promise when it is refused (rejected) or answered at once (PROC_NULL). */

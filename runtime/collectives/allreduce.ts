@@ -19,7 +19,7 @@ import { bcastFlat } from './bcast.js';
 import { reduceImpl } from './reduce.js';
 import { ringAllgather, ringReduceScatter } from './ring.js';
 import { pieceElems, selectAllreduce } from './select.js';
-import { cloneValue, exchange, floorPow2, mod, noop, recvNow, subPort, topology } from './util.js';
+import { cloneValue, exchange, exchangeNow, floorPow2, mod, subPort, topology } from './util.js';
 import { Outcome } from '../outcome.js';
 import { nextTagBase } from './signature.js';
 
@@ -175,12 +175,7 @@ async function doublingTyped(
     let acc = data;
     for (let mask = 1; mask < size; mask <<= 1) {
       const partner = rank ^ mask;
-      const s = p.send(acc, partner, tag);
-      const r = recvNow(p, partner, tag);
-      if (s !== p.sent) {
-        r.promise.catch(noop);
-        await s;
-      }
+      const r = exchangeNow(p, acc, partner, partner, tag);
       const v = r.outcome === Outcome.Value ? r.value : await r.promise;
       // The other rank's contribution must be the same kind and length; combine() says how it differs.
       if (!sameKind(v, data) || (v as AnyTypedArray).length !== n) return red.combine(red.prepare(acc), v);

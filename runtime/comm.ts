@@ -356,7 +356,8 @@ export class Comm {
     const calls = this.engine.calls;
     calls.started(call);
     if (call.reportsEnd) {
-      // It tells the port its end itself (port.ended); one that failed at once already did.
+      // It tells the port its end itself (port.ended); one that ended already (failed at once,
+      // or completed within run(): its steps' partners were there) is reported here.
       if (call.ended) calls.returnedFrom(call, call.endedOk);
       return p;
     }
@@ -367,12 +368,16 @@ export class Comm {
     return p;
   }
 
-  /** port.ended: a call that reports its own end (Signature.reportsEnd) has returned or failed. */
+  /**
+   * port.ended: a call that reports its own end (Signature.reportsEnd) has returned or failed.
+   * One that ended inside collective()'s run(), before the engine was told it started (seq 0),
+   * is reported there.
+   */
   private callEnded(sig: Signature, ok: boolean): void {
     const call = sig as CallRecord;
     call.ended = true;
     call.endedOk = ok;
-    this.engine.calls.returnedFrom(call, ok);
+    if (call.seq !== 0) this.engine.calls.returnedFrom(call, ok);
   }
 
   barrier(): Promise<void> {

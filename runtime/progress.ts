@@ -45,9 +45,13 @@ const FAIRNESS_CHECK_EVERY = 63;
  */
 const WAIT_NOW_MS = 0.01;
 
+const ANY_PEER = -1;
+
 /** What waitNow() waits for: a posted receive. */
 export interface Settles {
   readonly outcome: Outcome;
+  /** The world rank it waits for (negative: any). */
+  readonly source: number;
 }
 
 /** IVCOM_SPIN_US: a fixed spin budget in µs (unset or empty: adaptive). Anything else is refused. */
@@ -77,6 +81,11 @@ export class Progress {
   private readonly crowded: boolean;
   private readonly spinMinMs: number;
   private readonly spinMaxMs: number;
+  /**
+   * The world rank a collective step that could not finish inside its call waits for, a hint
+   * for the spin that takes over (ANY_PEER: none known).
+   */
+  private awaited = ANY_PEER;
   /** When the last spin gave up and the doorbells were armed (0: not sleeping). */
   private armedAt = 0;
   /** Whether the host has more runnable threads than cores: then waiting means sleeping. */
@@ -202,6 +211,7 @@ export class Progress {
     const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs < WAIT_NOW_MS ? this.spinBudgetMs : WAIT_NOW_MS;
     this.pollFor(now + budget, budget, req);
     if (req.outcome === Outcome.Pending) {
+      this.awaited = req.source;
       this.kick();
       return false;
     }
@@ -219,6 +229,7 @@ export class Progress {
       // on the doorbell.
       const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs;
       moved = this.pollFor(now + budget, budget, undefined);
+      if (moved !== 0) this.awaited = ANY_PEER;
     }
     if (moved === 0) {
       if (this.holds > 0) this.armedAt = performance.now();
@@ -249,7 +260,7 @@ export class Progress {
         continue;
       }
       if (moved !== 0 && until === undefined) break;
-      if (relax) for (const tr of t) tr.relax?.();
+      if (relax) for (const tr of t) tr.relax?.(until !== undefined ? until.source : this.awaited);
       if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
     }
     return moved;

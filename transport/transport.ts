@@ -122,9 +122,10 @@ export interface Transport {
   idle?(): void;
   /**
    * Memory transports only: give the CPU away for a moment between polls (when ranks outnumber
-   * cores, the peer this rank waits for may need this very core).
+   * cores, the peer this rank waits for may need this very core). `awaited`: the world rank the
+   * caller waits for, when it knows (a transport may keep the CPU while that peer is running).
    */
-  relax?(): void;
+  relax?(awaited?: number): void;
   /** Memory transports only: the peers this side holds a channel with. */
   channelPeers?(): number[];
   /** Flush what was accepted, then release every resource. Idempotent. */

@@ -3,8 +3,16 @@
 import { describe, expect, it } from 'vitest';
 import type { IncomingMessage, Upcalls } from '../../transport/transport.js';
 import type { Grant, GrantSource } from '../../transport/ivcom/grant.js';
-import { segmentBytes } from '../../transport/ivcom/layout.js';
-import { IvcomTransport, type FdWatcherLike, type KmodLike } from '../../transport/ivcom/transport.js';
+import { ON_CPU_OFFSET_HIGH, ON_CPU_OFFSET_LOW, segmentBytes } from '../../transport/ivcom/layout.js';
+import {
+  CPU_OFF,
+  CPU_POLLING,
+  CPU_WORKING,
+  IvcomTransport,
+  KEEP_CPU_POLLS,
+  type FdWatcherLike,
+  type KmodLike,
+} from '../../transport/ivcom/transport.js';
 import { msg, pattern, sameBytes, spinUntil } from './ivcom-helpers.js';
 
 class FakeEventfd {
@@ -59,6 +67,7 @@ class FakeKernel {
   readonly closed: number[] = [];
   readonly watchers: FakeWatcher[] = [];
   rings = 0;
+  yields = 0;
   fd(obj: SharedArrayBuffer | FakeEventfd): number {
     const fd = this.next++;
     this.table.set(fd, obj);
@@ -95,6 +104,9 @@ class FakeKernel {
           return w;
         }
       } as unknown as KmodLike['FdWatcher'],
+      cpuYield() {
+        k.yields++;
+      },
       closeFd(fd) {
         get(fd);
         k.table.delete(fd);
@@ -311,6 +323,59 @@ describe('IvcomTransport', () => {
     expect(r0.fails.length).toBe(1);
     expect(kernel.closed.sort()).toEqual(l.fdsOf.get(0)!.sort());
     await r0.t.close();
+  });
+
+  it('keeps the CPU while the awaited peer works, for KEEP_CPU_POLLS polls at most; words only once it yields', async () => {
+    const kernel = new FakeKernel();
+    const l = new FakeLauncher(kernel);
+    const r0 = rankWith(l, 0);
+    const r1 = rankWith(l, 1);
+    r0.t.endpoint(1).send(msg(pattern(8, 1)));
+    await spinUntil(() => r1.got.length === 1);
+    const i32 = new Int32Array(l.sabs.get('0-1')!);
+    const word0 = ON_CPU_OFFSET_LOW >> 2;
+    const word1 = ON_CPU_OFFSET_HIGH >> 2;
+    // A rank that never yielded writes no word (a store per channel saved on every poll).
+    r0.t.poll();
+    r1.t.poll();
+    expect([i32[word0], i32[word1]]).toEqual([CPU_OFF, CPU_OFF]);
+    // Rank 1 yields once (no peer named): from then on its word tells what it does.
+    r1.t.relax();
+    expect(kernel.yields).toBe(1);
+    expect(i32[word1]).toBe(CPU_POLLING);
+    r1.t.poll();
+    expect(i32[word1]).toBe(CPU_POLLING);
+    r0.t.endpoint(1).send(msg(pattern(8, 2)));
+    expect(r1.t.poll()).toBe(1);
+    expect(i32[word1]).toBe(CPU_WORKING);
+    r1.t.idle();
+    expect(i32[word1]).toBe(CPU_OFF);
+    // Rank 0 waits for rank 1: a polling or sleeping peer is no reason to keep the CPU.
+    const before = kernel.yields;
+    i32[word1] = CPU_POLLING;
+    r0.t.relax(1);
+    i32[word1] = CPU_OFF;
+    r0.t.relax(1);
+    expect(kernel.yields).toBe(before + 2);
+    // A working peer is: rank 0 polls on without yielding, but only KEEP_CPU_POLLS times in a row.
+    i32[word1] = CPU_WORKING;
+    for (let k = 0; k < KEEP_CPU_POLLS; k++) r0.t.relax(1);
+    expect(kernel.yields).toBe(before + 2);
+    r0.t.relax(1);
+    expect(kernel.yields).toBe(before + 3);
+    // Waiting for any peer, or for one without a channel: yield.
+    r0.t.relax();
+    r0.t.relax(5);
+    expect(kernel.yields).toBe(before + 5);
+    // A hostile word is only compared: any other value means yield, and nothing throws.
+    for (const v of [7, -1, 0x7fffffff]) {
+      i32[word1] = v;
+      expect(() => r0.t.relax(1)).not.toThrow();
+    }
+    expect(kernel.yields).toBe(before + 8);
+    for (const x of [r0, r1]) expect(x.fails).toEqual([]);
+    await r0.t.close();
+    await r1.t.close();
   });
 
   it('rejects endpoints to itself', () => {

@@ -30,6 +30,8 @@ import { MAX_MESSAGE_BYTES } from '../wire.js';
 import {
   CLOSED_OFFSET_HIGH,
   CLOSED_OFFSET_LOW,
+  ON_CPU_OFFSET_HIGH,
+  ON_CPU_OFFSET_LOW,
   LITTLE_ENDIAN,
   chunkBytesFor,
   isValidRingBytes,
@@ -137,6 +139,8 @@ export class IvcomChannel implements RingHost {
   private shutDown = false;
   private readonly myClosedW: number;
   private readonly peerClosedW: number;
+  private readonly myOnCpuW: number;
+  private readonly peerOnCpuW: number;
   private readonly peerClosedCb: (() => void) | undefined;
   /** The peer's closed word was seen set (and reported). */
   private peerClosedSeen = false;
@@ -164,6 +168,8 @@ export class IvcomChannel implements RingHost {
     this.u8 = txView.u8;
     this.myClosedW = wordAt(opts.low ? CLOSED_OFFSET_LOW : CLOSED_OFFSET_HIGH);
     this.peerClosedW = wordAt(opts.low ? CLOSED_OFFSET_HIGH : CLOSED_OFFSET_LOW);
+    this.myOnCpuW = wordAt(opts.low ? ON_CPU_OFFSET_LOW : ON_CPU_OFFSET_HIGH);
+    this.peerOnCpuW = wordAt(opts.low ? ON_CPU_OFFSET_HIGH : ON_CPU_OFFSET_LOW);
     this.peerClosedCb = opts.peerClosed;
     this.shared = {
       inbound: new Int32Array(sab, sharedWordsOffset(opts.low ? 1 : 0), SHARED_WORDS),
@@ -192,6 +198,16 @@ export class IvcomChannel implements RingHost {
     });
     // Nothing is read from the segment here: a freshly granted segment is all zero, and a
     // segment the peer already wrote into is picked up by the first poll()/idle().
+  }
+
+  /** Tells the peer whether this side is on a CPU (polling or working) or gave it away. */
+  setOnCpu(on: number): void {
+    if (this.state === OPEN) this.i32[this.myOnCpuW] = on;
+  }
+
+  /** What the peer said of its CPU (a hint, any value: the caller compares, never indexes). */
+  peerCpu(): number {
+    return this.state === OPEN ? this.i32[this.peerOnCpuW]! : 0;
   }
 
   get failed(): boolean {

@@ -11,7 +11,10 @@
 //   0x100  direction 1 control (B→A)     4 cache lines
 //   0x200  closed word of A (u32, own cache line): non-zero once A's transport closed the channel
 //   0x240  closed word of B
-//   0x280  unused (zero)
+//   0x280  on-CPU word of A (u32, own cache line): non-zero while A polls or works, zero while it
+//          yields its CPU or sleeps; a hint for B's choice between spinning and yielding
+//   0x2c0  on-CPU word of B
+//   0x300  unused (zero)
 //   0x400  shared words of direction 0 (for copies of A's data into B), 2 cache lines: the
 //          runtime's shared single copy (runtime/shared-copy.ts) keeps its claim and done counts here
 //   0x480  shared words of direction 1 (B's data into A)
@@ -67,6 +70,10 @@ export const SPACE_WANTED_OFFSET = 192;
 /** Each side's "I closed this channel" word (libxenvchan's live flags, inverted so 0 = open). */
 export const CLOSED_OFFSET_LOW = 0x200;
 export const CLOSED_OFFSET_HIGH = 0x240;
+
+/** Each side's "on a CPU now" word (a scheduling hint, never trusted for correctness). */
+export const ON_CPU_OFFSET_LOW = 0x280;
+export const ON_CPU_OFFSET_HIGH = 0x2c0;
 
 /** Words both sides may write, for a protocol above the transport (transport.ts SharedWords). */
 export const SHARED_WORDS_OFFSET = 0x400;

@@ -67,6 +67,21 @@ interface Queued {
   reject: (err: Error) => void;
 }
 
+/**
+ * Polls in a row that a waiting rank keeps its CPU because the peer it waits for works (each poll
+ * is a fraction of a µs): a peer that was preempted while its word said so, or that lies, holds
+ * this rank off the scheduler for no longer than that.
+ */
+export const KEEP_CPU_POLLS = 64;
+
+/**
+ * A rank's on-CPU word (layout.ts): it gave its CPU away (yields or sleeps), it works (a message
+ * just arrived: it will most likely send next), or it polls for a message.
+ */
+export const CPU_OFF = 0;
+export const CPU_WORKING = 1;
+export const CPU_POLLING = 2;
+
 class PeerState {
   channel: IvcomChannel | undefined;
   endpoint: IvcomEndpoint | undefined;
@@ -165,20 +180,59 @@ export class IvcomTransport implements Transport {
 
   poll(): number {
     const chs = this.channels;
+    const hinting = this.hinting;
+    if (hinting && this.cpu !== CPU_POLLING) this.markCpu(CPU_POLLING);
     let n = 0;
     for (let i = 0; i < chs.length; i++) n += chs[i]!.poll();
+    if (n !== 0 && hinting) {
+      this.keptCpu = 0;
+      this.markCpu(CPU_WORKING);
+    }
     return n;
+  }
+
+  /**
+   * This rank keeps its on-CPU words: only once it has yielded (ranks outnumber cores), since
+   * only ranks that yield read them, and a word costs a store per channel at every change.
+   */
+  private hinting = false;
+  /** What this rank's on-CPU words say (CPU_*). */
+  private cpu = CPU_OFF;
+  /** Polls in a row that kept the CPU because the awaited peer works. */
+  private keptCpu = 0;
+
+  private markCpu(state: number): void {
+    this.cpu = state;
+    const chs = this.channels;
+    for (let i = 0; i < chs.length; i++) chs[i]!.setOnCpu(state);
   }
 
   channelPeers(): number[] {
     return this.channels.map((c) => c.peer);
   }
 
-  relax(): void {
+  /**
+   * Gives the CPU away between polls, unless the peer this rank waits for (`awaited`, a world
+   * rank) works on a CPU right now: its message is then a moment away and needs no turn of this
+   * core's scheduler, so polling on costs less than two context switches (~5 µs each in a VM).
+   * A peer that polls is no sign: it waits for someone itself.
+   */
+  relax(awaited?: number): void {
+    this.hinting = true;
+    if (awaited !== undefined && awaited >= 0 && this.keptCpu < KEEP_CPU_POLLS) {
+      if (this.peers.get(awaited)?.channel?.peerCpu() === CPU_WORKING) {
+        this.keptCpu++;
+        return;
+      }
+    }
+    this.keptCpu = 0;
+    this.markCpu(CPU_OFF);
     this.kmod.cpuYield?.();
+    this.markCpu(CPU_POLLING);
   }
 
   idle(): void {
+    if (this.hinting && this.cpu !== CPU_OFF) this.markCpu(CPU_OFF);
     const chs = this.channels;
     for (let i = 0; i < chs.length; i++) chs[i]!.idle();
   }

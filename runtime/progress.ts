@@ -251,7 +251,7 @@ export class Progress {
     // A quiet poll takes tens of ns; a yielding one (relax) over a µs.
     const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
     let moved = 0;
-    for (let i = 0; ; i++) {
+    for (let i = 0; ; ) {
       let n = 0;
       for (const tr of t) n += tr.poll!();
       if (n !== 0) {
@@ -260,8 +260,15 @@ export class Progress {
         continue;
       }
       if (moved !== 0 && until === undefined) break;
-      if (relax) for (const tr of t) tr.relax?.(until !== undefined ? until.source : this.awaited);
+      if (relax) {
+        // A poll that kept the CPU (the awaited peer works) is quick and bounded by the
+        // transport (KEEP_CPU_POLLS): it is not one of the few looks a crowded wait takes.
+        let gave = false;
+        for (const tr of t) if (tr.relax?.(until !== undefined ? until.source : this.awaited) !== false) gave = true;
+        if (!gave) continue;
+      }
       if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
+      i++;
     }
     return moved;
   }

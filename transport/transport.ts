@@ -124,8 +124,9 @@ export interface Transport {
    * Memory transports only: give the CPU away for a moment between polls (when ranks outnumber
    * cores, the peer this rank waits for may need this very core). `awaited`: the world rank the
    * caller waits for, when it knows (a transport may keep the CPU while that peer is running).
+   * Returns whether it gave the CPU away (false: it kept it, and the caller's poll was quick).
    */
-  relax?(awaited?: number): void;
+  relax?(awaited?: number): boolean;
   /** Memory transports only: the peers this side holds a channel with. */
   channelPeers?(): number[];
   /** Flush what was accepted, then release every resource. Idempotent. */

@@ -359,9 +359,9 @@ describe('IvcomTransport', () => {
     expect(kernel.yields).toBe(before + 2);
     // A working peer is: rank 0 polls on without yielding, but only KEEP_CPU_POLLS times in a row.
     i32[word1] = CPU_WORKING;
-    for (let k = 0; k < KEEP_CPU_POLLS; k++) r0.t.relax(1);
+    for (let k = 0; k < KEEP_CPU_POLLS; k++) expect(r0.t.relax(1)).toBe(false);
     expect(kernel.yields).toBe(before + 2);
-    r0.t.relax(1);
+    expect(r0.t.relax(1)).toBe(true);
     expect(kernel.yields).toBe(before + 3);
     // Waiting for any peer, or for one without a channel: yield.
     r0.t.relax();

@@ -217,18 +217,19 @@ export class IvcomTransport implements Transport {
    * core's scheduler, so polling on costs less than two context switches (~5 µs each in a VM).
    * A peer that polls is no sign: it waits for someone itself.
    */
-  relax(awaited?: number): void {
+  relax(awaited?: number): boolean {
     this.hinting = true;
     if (awaited !== undefined && awaited >= 0 && this.keptCpu < KEEP_CPU_POLLS) {
       if (this.peers.get(awaited)?.channel?.peerCpu() === CPU_WORKING) {
         this.keptCpu++;
-        return;
+        return false;
       }
     }
     this.keptCpu = 0;
     this.markCpu(CPU_OFF);
     this.kmod.cpuYield?.();
     this.markCpu(CPU_POLLING);
+    return true;
   }
 
   idle(): void {

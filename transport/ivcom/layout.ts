@@ -11,8 +11,9 @@
 //   0x100  direction 1 control (B→A)     4 cache lines
 //   0x200  closed word of A (u32, own cache line): non-zero once A's transport closed the channel
 //   0x240  closed word of B
-//   0x280  on-CPU word of A (u32, own cache line): non-zero while A polls or works, zero while it
-//          yields its CPU or sleeps; a hint for B's choice between spinning and yielding
+//   0x280  on-CPU word of A (u32, own cache line): once A has yielded its CPU (ranks outnumber
+//          cores), non-zero while A polls or works, zero while it yields or sleeps (zero before);
+//          a hint for B's choice between polling on and yielding
 //   0x2c0  on-CPU word of B
 //   0x300  unused (zero)
 //   0x400  shared words of direction 0 (for copies of A's data into B), 2 cache lines: the

@@ -3,16 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import type { IncomingMessage, Upcalls } from '../../transport/transport.js';
 import type { Grant, GrantSource } from '../../transport/ivcom/grant.js';
-import { ON_CPU_OFFSET_HIGH, ON_CPU_OFFSET_LOW, segmentBytes } from '../../transport/ivcom/layout.js';
 import {
   CPU_OFF,
   CPU_POLLING,
   CPU_WORKING,
-  IvcomTransport,
-  KEEP_CPU_POLLS,
-  type FdWatcherLike,
-  type KmodLike,
-} from '../../transport/ivcom/transport.js';
+  ON_CPU_OFFSET_HIGH,
+  ON_CPU_OFFSET_LOW,
+  segmentBytes,
+} from '../../transport/ivcom/layout.js';
+import { IvcomTransport, KEEP_CPU_POLLS, type FdWatcherLike, type KmodLike } from '../../transport/ivcom/transport.js';
 import { msg, pattern, sameBytes, spinUntil } from './ivcom-helpers.js';
 
 class FakeEventfd {

@@ -30,6 +30,7 @@ import { MAX_MESSAGE_BYTES } from '../wire.js';
 import {
   CLOSED_OFFSET_HIGH,
   CLOSED_OFFSET_LOW,
+  CPU_OFF,
   ON_CPU_OFFSET_HIGH,
   ON_CPU_OFFSET_LOW,
   LITTLE_ENDIAN,
@@ -207,7 +208,7 @@ export class IvcomChannel implements RingHost {
 
   /** What the peer said of its CPU (a hint, any value: the caller compares, never indexes). */
   peerCpu(): number {
-    return this.state === OPEN ? this.i32[this.peerOnCpuW]! : 0;
+    return this.state === OPEN ? this.i32[this.peerOnCpuW]! : CPU_OFF;
   }
 
   get failed(): boolean {

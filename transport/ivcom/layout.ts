@@ -76,6 +76,14 @@ export const CLOSED_OFFSET_HIGH = 0x240;
 export const ON_CPU_OFFSET_LOW = 0x280;
 export const ON_CPU_OFFSET_HIGH = 0x2c0;
 
+/**
+ * What an on-CPU word says: its side gave its CPU away (yields or sleeps; also a fresh segment's
+ * zero), it works (a message just arrived: it will most likely send next), or it polls.
+ */
+export const CPU_OFF = 0;
+export const CPU_WORKING = 1;
+export const CPU_POLLING = 2;
+
 /** Words both sides may write, for a protocol above the transport (transport.ts SharedWords). */
 export const SHARED_WORDS_OFFSET = 0x400;
 export const SHARED_WORDS_BYTES = 2 * CACHE_LINE;

@@ -16,6 +16,9 @@ import { BootstrapError, IvcomError, OutOfRangeError, StateError } from '../erro
 import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions, type CopyBytes } from './channel.js';
 import type { Grant, GrantSource } from './grant.js';
 import {
+  CPU_OFF,
+  CPU_POLLING,
+  CPU_WORKING,
   DEFAULT_CHUNK_BYTES,
   DEFAULT_RING_BYTES,
   chunkBytesFor,
@@ -73,14 +76,6 @@ interface Queued {
  * this rank off the scheduler for no longer than that.
  */
 export const KEEP_CPU_POLLS = 64;
-
-/**
- * A rank's on-CPU word (layout.ts): it gave its CPU away (yields or sleeps), it works (a message
- * just arrived: it will most likely send next), or it polls for a message.
- */
-export const CPU_OFF = 0;
-export const CPU_WORKING = 1;
-export const CPU_POLLING = 2;
 
 class PeerState {
   channel: IvcomChannel | undefined;

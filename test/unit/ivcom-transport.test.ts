@@ -175,6 +175,17 @@ function rankWith(launcher: FakeLauncher, rank: number, opts: { limits?: { maxCo
   return { t, got, fails };
 }
 
+/** Ranks 0 and 1 with their channel attached on both sides: rank 0's first message (`bytes` long) delivered. */
+async function attachedPair(bytes: number) {
+  const kernel = new FakeKernel();
+  const l = new FakeLauncher(kernel);
+  const r0 = rankWith(l, 0);
+  const r1 = rankWith(l, 1);
+  r0.t.endpoint(1).send(msg(pattern(bytes, 1)));
+  await spinUntil(() => r1.got.length === 1);
+  return { kernel, l, r0, r1 };
+}
+
 describe('IvcomTransport', () => {
   it('has the declared capabilities', () => {
     const l = new FakeLauncher(new FakeKernel());
@@ -220,12 +231,7 @@ describe('IvcomTransport', () => {
   });
 
   it('closes the segment fd right after mapping, the bell fds at close, each exactly once', async () => {
-    const kernel = new FakeKernel();
-    const l = new FakeLauncher(kernel);
-    const r0 = rankWith(l, 0);
-    const r1 = rankWith(l, 1);
-    r0.t.endpoint(1).send(msg(pattern(10, 1)));
-    await spinUntil(() => r1.got.length === 1);
+    const { kernel, l, r0, r1 } = await attachedPair(10);
     const [seg0, local0, peer0] = l.fdsOf.get(0)!;
     const [seg1, local1, peer1] = l.fdsOf.get(1)!;
     expect(kernel.closed.sort()).toEqual([seg0, seg1].sort());
@@ -325,12 +331,7 @@ describe('IvcomTransport', () => {
   });
 
   it('keeps the CPU while the awaited peer works, for KEEP_CPU_POLLS polls at most; words only once it yields', async () => {
-    const kernel = new FakeKernel();
-    const l = new FakeLauncher(kernel);
-    const r0 = rankWith(l, 0);
-    const r1 = rankWith(l, 1);
-    r0.t.endpoint(1).send(msg(pattern(8, 1)));
-    await spinUntil(() => r1.got.length === 1);
+    const { kernel, l, r0, r1 } = await attachedPair(8);
     const i32 = new Int32Array(l.sabs.get('0-1')!);
     const word0 = ON_CPU_OFFSET_LOW >> 2;
     const word1 = ON_CPU_OFFSET_HIGH >> 2;

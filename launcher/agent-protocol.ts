@@ -31,6 +31,8 @@ export interface HostSpec {
   bindTo?: 'core';
   /** More ranks than CPUs may share them when bound (--oversubscribe). */
   oversubscribe?: boolean;
+  /** --ranks-as threads: each domain's ranks are worker threads of one process (thread-host.ts); absent: a process per rank. */
+  ranksAs?: 'threads';
 }
 
 /** Head → agent. */

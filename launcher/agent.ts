@@ -4,6 +4,9 @@
 // srun for the others). Policy — who failed, when the job ends — is the job's, not the agent's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { hostname } from 'node:os';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Socket } from 'node:net';
@@ -32,12 +35,22 @@ import { allowedCpus, bindPrefix, cpuPerRank } from './binding.js';
 import { RankDoor } from './rank-door.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
 import { hostLimits, rankCost, whyNotFit } from './limits.js';
+import { splitNodeCommand } from './program.js';
+import { STATUS_FD, THREAD_RANKS_ENV, threadRankFds, type ThreadRank } from './thread-ranks.js';
 
 /** A rank's door token: 256 bits, never guessed. */
 const TOKEN_BYTES = 32;
 
 /** How long the output of a finished job may keep flowing from a descendant that left the group. */
 const DRAIN_CAP_MS = 10_000;
+
+/**
+ * How long a thread host's last exit lines may take after the process ended: only a descendant
+ * that inherited the status pipe holds it open longer, and the exits must not wait on that.
+ */
+const STATUS_DRAIN_MS = 1000;
+
+const THREAD_HOST = path.join(path.dirname(fileURLToPath(import.meta.url)), 'thread-host.js');
 
 /** A broker for channel grants (the shared-memory transport); absent → ranks use TCP only. */
 export interface GrantBroker {
@@ -114,18 +127,47 @@ export class HostAgent {
     }
     const agent = new HostAgent(spec, events, grants, domains);
     agent.door = await RankDoor.open(spec.jobId, spec.node, (req) => agent.admit(req));
+    // A process per rank, or with --ranks-as threads one per domain.
+    const groups: Array<{ ranks: number[]; domain: number; cpu?: number }> = [];
     for (const [i, r] of spec.ranks.entries()) {
+      const g = spec.ranksAs === 'threads' ? groups.find((x) => x.domain === r.domain) : undefined;
+      if (g !== undefined) g.ranks.push(r.rank);
+      else groups.push({ ranks: [r.rank], domain: r.domain, cpu: cpus?.[i] });
+    }
+    for (const g of groups) {
       try {
-        agent.spawnRank(r.rank, r.domain, cpus?.[i]);
+        if (spec.ranksAs === 'threads') agent.spawnThreads(g.ranks, g.domain);
+        else agent.spawnRank(g.ranks[0]!, g.domain, g.cpu);
       } catch (err) {
         // A limit the check above could not see (another program took the fds meanwhile): the
         // job ends naming it; the ranks already started are ended with it.
         const e = err as NodeJS.ErrnoException;
-        events.failed(r.rank, `could not be started: ${e.message}${e.code === 'EMFILE' ? ' (too many open files in ivrun: raise ulimit -n or run fewer ranks)' : ''}`, 1);
+        events.failed(g.ranks[0]!, `could not be started: ${e.message}${e.code === 'EMFILE' ? ' (too many open files in ivrun: raise ulimit -n or run fewer ranks)' : ''}`, 1);
         break;
       }
     }
     return agent;
+  }
+
+  /** What a rank finds in its environment: who it is, where its fds are, how to come back. */
+  private rankEnv(rank: number, domain: number, ctlFd: number, grantFd: number | undefined, token: string): Record<string, string> {
+    const { spec } = this;
+    const env: Record<string, string> = {
+      IVCOM_RANK: String(rank),
+      IVCOM_SIZE: String(spec.size),
+      IVCOM_DOMAIN: String(domain),
+      IVCOM_NODE: String(spec.node),
+      IVCOM_JOBID: spec.jobId,
+      IVCOM_HOST: this.domains?.vm(domain)?.address ?? spec.address,
+      [BOOTSTRAP_FD_ENV]: String(ctlFd),
+    };
+    if (grantFd !== undefined) env[GRANT_FD_ENV] = String(grantFd);
+    if (this.door !== undefined) {
+      env[AGENT_SOCKET_ENV] = this.door.name;
+      env[AGENT_PID_ENV] = String(process.pid);
+      env[RANK_TOKEN_ENV] = token;
+    }
+    return env;
   }
 
   private spawnRank(rank: number, domain: number, cpu: number | undefined): void {
@@ -137,37 +179,11 @@ export class HostAgent {
     const grantFd = this.grants?.rankFd(rank);
     const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     if (grantFd !== undefined) stdio.push(grantFd);
-    const env: Record<string, string> = {
-      ...allocatorEnv(spec.env),
-      ...spec.env,
-      IVCOM_RANK: String(rank),
-      IVCOM_SIZE: String(spec.size),
-      IVCOM_DOMAIN: String(domain),
-      IVCOM_NODE: String(spec.node),
-      IVCOM_JOBID: spec.jobId,
-      IVCOM_HOST: vm?.address ?? spec.address,
-      [BOOTSTRAP_FD_ENV]: '3',
-    };
-    if (grantFd !== undefined) env[GRANT_FD_ENV] = '4';
     const token = randomBytes(TOKEN_BYTES).toString('hex');
-    if (this.door !== undefined) {
-      env[AGENT_SOCKET_ENV] = this.door.name;
-      env[AGENT_PID_ENV] = String(process.pid);
-      env[RANK_TOKEN_ENV] = token;
-    }
+    const env = { ...allocatorEnv(spec.env), ...spec.env, ...this.rankEnv(rank, domain, 3, grantFd === undefined ? undefined : 4, token) };
     const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: true });
     this.grants?.spawned(rank);
-    const st: LocalRank = {
-      rank,
-      child,
-      ctl: child.stdio[3] as Socket,
-      token,
-      tokenSpent: false,
-      started: false,
-      exited: false,
-      streams: Promise.resolve(),
-    };
-    this.ranks.set(rank, st);
+    const st = this.track(rank, child, child.stdio[3] as Socket, token);
     st.streams = Promise.all([
       forwardLines(child.stdout!, (text) => this.events.line(rank, 1, text)),
       forwardLines(child.stderr!, (text) => this.events.line(rank, 2, text)),
@@ -184,6 +200,81 @@ export class HostAgent {
       this.events.exit(rank, code, signal);
     });
     this.listen(st);
+  }
+
+  /**
+   * --ranks-as threads: one process (thread-host.ts) runs the domain's ranks as worker threads,
+   * each with the fds a process of its own would have (threadRankFds). The host says on the
+   * status fd when each rank ends; the ranks it had not reported when it exits end with it.
+   */
+  private spawnThreads(ranks: number[], domain: number): void {
+    const { spec } = this;
+    const vm = this.domains?.vm(domain);
+    const cmd = splitNodeCommand(spec.command);
+    if (typeof cmd === 'string') throw new Error(cmd);
+    const node = withYoungGeneration([cmd.node, ...cmd.flags], spec.env);
+    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...node, THREAD_HOST, cmd.script, ...cmd.args];
+    const withStdin = spec.stdin && ranks.includes(0);
+    const stdio: Array<'pipe' | 'ignore' | number> = [withStdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
+    const told: ThreadRank[] = [];
+    const tokens: string[] = [];
+    for (const [i, rank] of ranks.entries()) {
+      const fds = threadRankFds(i);
+      const grantFd = this.grants?.rankFd(rank);
+      stdio.push('pipe', grantFd ?? 'ignore', 'pipe', 'pipe');
+      const token = randomBytes(TOKEN_BYTES).toString('hex');
+      tokens.push(token);
+      const env = this.rankEnv(rank, domain, fds.ctl, grantFd === undefined ? undefined : fds.grant, token);
+      told.push({ rank, env, stdout: fds.stdout, stderr: fds.stderr, stdin: withStdin && rank === 0 });
+    }
+    const env = { ...allocatorEnv(spec.env), ...spec.env, IVCOM_JOBID: spec.jobId, [THREAD_RANKS_ENV]: JSON.stringify(told) };
+    const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: true });
+    const group = ranks.map((rank, i) => {
+      this.grants?.spawned(rank);
+      const fds = threadRankFds(i);
+      const st = this.track(rank, child, child.stdio[fds.ctl] as Socket, tokens[i]!);
+      st.streams = Promise.all([
+        forwardLines(child.stdio[fds.stdout] as Readable, (text) => this.events.line(rank, 1, text)),
+        forwardLines(child.stdio[fds.stderr] as Readable, (text) => this.events.line(rank, 2, text)),
+      ]).then(() => {});
+      return st;
+    });
+    // The host's own output (Node's warnings about it) goes out as the first rank's.
+    const first = ranks[0]!;
+    const own = Promise.all([
+      forwardLines(child.stdout!, (text) => this.events.line(first, 1, text)),
+      forwardLines(child.stderr!, (text) => this.events.line(first, 2, text)),
+    ]);
+    group[0]!.streams = Promise.all([group[0]!.streams, own]).then(() => {});
+    if (child.stdin) {
+      child.stdin.on('error', () => {});
+      if (!process.stdin.isTTY) process.stdin.pipe(child.stdin);
+    }
+    const ended = (rank: number, code: number | null, signal: NodeJS.Signals | null) => {
+      const st = this.ranks.get(rank);
+      if (st === undefined || st.exited || st.child !== child) return;
+      st.exited = true;
+      this.events.exit(rank, code, signal);
+    };
+    const statusDone = forwardLines(child.stdio[STATUS_FD] as Readable, (line) => {
+      const [rank, code] = line.split(' ').map(Number);
+      if (Number.isInteger(rank) && Number.isInteger(code)) ended(rank!, code!, null);
+    });
+    child.on('error', (err) => {
+      this.events.failed(first, `could not be started: ${err.message}. Is '${cmd.node}' on PATH?`, 127);
+    });
+    child.on('exit', (code, signal) => {
+      void Promise.race([statusDone, new Promise((r) => setTimeout(r, STATUS_DRAIN_MS).unref())]).then(() => {
+        for (const rank of ranks) ended(rank, code, signal);
+      });
+    });
+    for (const st of group) this.listen(st);
+  }
+
+  private track(rank: number, child: ChildProcess, ctl: Socket, token: string): LocalRank {
+    const st: LocalRank = { rank, child, ctl, token, tokenSpent: false, started: false, exited: false, streams: Promise.resolve() };
+    this.ranks.set(rank, st);
+    return st;
   }
 
   private listen(st: LocalRank): void {
@@ -240,15 +331,21 @@ export class HostAgent {
     writeMessage(st.ctl, msg);
   }
 
-  /** Signals every rank still running (but `spare`), with its whole process group. */
+  /**
+   * Signals every rank still running (but `spare`), with its whole process group: once per
+   * process, and not the process that `spare` runs in (with --ranks-as threads it hosts others).
+   */
   kill(signal: NodeJS.Signals, spare?: number): void {
-    for (const r of this.ranks.values()) {
-      if (r.exited || r.child.pid === undefined || r.rank === spare) continue;
+    const keep = spare === undefined ? undefined : this.ranks.get(spare)?.child;
+    const children = new Set<ChildProcess>();
+    for (const r of this.ranks.values()) if (!r.exited && r.child !== keep) children.add(r.child);
+    for (const child of children) {
+      if (child.pid === undefined) continue;
       try {
-        process.kill(-r.child.pid, signal);
+        process.kill(-child.pid, signal);
       } catch {
         try {
-          r.child.kill(signal);
+          child.kill(signal);
         } catch {
           // already gone
         }

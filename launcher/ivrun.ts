@@ -22,7 +22,7 @@ import { ringMemoryWarning } from './ring-memory.js';
 import { rewriteHabits } from './habits.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
 import { parseTimeout, TIMEOUT_ENV } from './timeout.js';
-import { whyNotRunnable } from './program.js';
+import { splitNodeCommand, whyNotRunnable } from './program.js';
 
 /** The shell's status for a command it cannot find or run; ivrun's ranks exited with it before. */
 const COMMAND_NOT_FOUND = 127;
@@ -94,6 +94,11 @@ async function main(): Promise<void> {
     .option('wdir', { type: 'string', describe: "Working directory of the ranks (default: ivrun's)" })
     .option('tag-output', { alias: ['prepend-rank', 'l'], type: 'boolean', default: false, describe: 'Prefix every output line with [rank]' })
     .option('output-filename', { type: 'string', describe: "Write each rank's output to DIR/1/rank.N/stdout and stderr (Open MPI's layout) instead of ivrun's own" })
+    .option('ranks-as', {
+      choices: ['processes', 'threads'] as const,
+      default: 'processes' as const,
+      describe: "processes: every rank a process of its own; threads: each domain's ranks run as worker threads of one process (one domain per host unless --vms says otherwise): cheaper switches when ranks outnumber cores, at the price of the process isolation between them (docs/decisions.md)",
+    })
     .option('bind-to', { choices: ['none', 'core'] as const, default: 'none' as const, describe: 'core: each rank of a host on a CPU of its own (its affinity, set before it starts); none: the kernel places them' })
     .option('timeout', { type: 'string', describe: `End the job (exit status 124) if it runs longer than this many seconds; 0 or Infinity: no limit (default: $${TIMEOUT_ENV})` })
     .option('single-copy', {
@@ -145,7 +150,9 @@ async function main(): Promise<void> {
     usageError(`--ring-bytes must be a power of two from ${MIN_RING_BYTES} to ${MAX_RING_BYTES}, got ${ringBytes}; e.g. --ring-bytes ${DEFAULT_RING_BYTES}`);
   }
   const argN = whole(argv.n, '-n', '4');
-  const vms = whole(argv.vms, '--vms', '2');
+  const threads = argv['ranks-as'] === 'threads';
+  // Threads share a domain's process: without --vms, a host's ranks are one domain.
+  const vms = whole(argv.vms, '--vms', '2') ?? (threads ? 1 : undefined);
   const timeoutArg = one(argv.timeout, '--timeout');
   const timeoutFrom = timeoutArg !== undefined ? '--timeout' : TIMEOUT_ENV;
   const timeoutText = timeoutArg ?? process.env[TIMEOUT_ENV];
@@ -270,6 +277,11 @@ async function main(): Promise<void> {
     }
   }
   const bindTo = argv['bind-to'] === 'core' ? ('core' as const) : undefined;
+  if (threads) {
+    if (bindTo !== undefined) usageError('--bind-to core gives each rank process a CPU of its own; with --ranks-as threads the ranks share one process: use --bind-to none');
+    const cmd = splitNodeCommand(command);
+    if (typeof cmd === 'string') usageError(cmd);
+  }
   if (bindTo !== undefined) {
     // This host's share is checked now (a usage error); other hosts check their own CPUs.
     const here = plan.hosts.find((h) => launcher(h) === undefined);
@@ -299,6 +311,7 @@ async function main(): Promise<void> {
     outputFiles,
     bindTo,
     oversubscribe: argv.oversubscribe,
+    ranksAs: threads ? 'threads' : undefined,
     timeoutSec: timeout,
     timeoutFrom,
     transport: argv.transport,

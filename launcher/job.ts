@@ -41,6 +41,8 @@ export interface JobOptions {
   /** --bind-to core: each rank on a CPU of its own. */
   bindTo?: 'core';
   oversubscribe?: boolean;
+  /** --ranks-as threads: each domain's ranks are threads of one process. */
+  ranksAs?: 'threads';
 }
 
 interface RankState {
@@ -149,6 +151,7 @@ export class Job {
       ringBytes: this.o.ringBytes,
       bindTo: this.o.bindTo,
       oversubscribe: this.o.oversubscribe,
+      ranksAs: this.o.ranksAs,
     });
     const remotes: Array<Promise<{ head?: string }>> = [];
     let local: { host: PlanHost; node: number } | undefined;

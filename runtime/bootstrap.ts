@@ -4,7 +4,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import net from 'node:net';
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, workerData } from 'node:worker_threads';
 import {
   AGENT_PID_ENV,
   AGENT_SOCKET_ENV,
@@ -12,6 +12,7 @@ import {
   BOOTSTRAP_FD_ENV,
   GRANT_FD_ENV,
   RANK_TOKEN_ENV,
+  THREAD_RANK_KEY,
   type AttachReply,
   readMessages,
   writeMessage,
@@ -98,9 +99,10 @@ export class BootstrapClient {
         `${BOOTSTRAP_FD_ENV}=${fdText} IVCOM_RANK=${rankText} are not valid; start the program with ivrun (or unset ${BOOTSTRAP_FD_ENV} to run alone)`,
       );
     }
-    if (!isMainThread) {
+    if (!isMainThread && (workerData as Record<string, unknown> | null)?.[THREAD_RANK_KEY] !== rank) {
       // The worker shares the process's environment and fds: it would register as the same
-      // rank a second time.
+      // rank a second time. (Under --ranks-as threads the thread host gives each worker a rank
+      // of its own, and says so in the worker's workerData.)
       throw new StateError(
         `rank ${rank}: init() was called in a worker thread; a rank is a process: call init() in the main thread and give workers their work (and results) with postMessage`,
         { rank },

@@ -18,6 +18,12 @@ export const AGENT_SOCKET_ENV = 'IVCOM_AGENT_SOCKET';
 export const AGENT_PID_ENV = 'IVCOM_AGENT_PID';
 export const RANK_TOKEN_ENV = 'IVCOM_RANK_TOKEN';
 
+// `ivrun --ranks-as threads`: a domain's ranks run as worker threads of one process (the thread
+// host, launcher/thread-host.ts). The host starts each with its rank under this key of
+// workerData: that worker is a rank of its own, with its own control and grant fds in the
+// process it shares. (Not the environment: a worker the program starts inherits that.)
+export const THREAD_RANK_KEY = 'ivcomThreadRank';
+
 /** Rank → agent, one datagram on the agent's socket. */
 export interface AttachRequest {
   rank: number;

@@ -17,7 +17,8 @@
 // a small dict ping-pong (mpi4py: pickle); windowed bandwidth at 64 KiB and 4 MiB with serial
 // receives, and with the window's receives posted first (osu_bw); allreduce of 8 B and 1 MiB
 // with a fresh result (C: into a reused buffer, as osu_allreduce); 8 B allreduce over 4 ranks
-// on however many cores there are (Open MPI with --oversubscribe).
+// on however many cores there are (Open MPI with --oversubscribe), ivcom also with
+// `--ranks-as threads` (column "ivcom threads").
 
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -161,6 +162,8 @@ const RANKS = [2, 4];
 
 interface Program {
   column: string;
+  /** The rank counts it runs at (default: all of RANKS). */
+  ranks?: number[];
   run(n: number, points: string[]): Result | undefined;
 }
 
@@ -190,6 +193,22 @@ for (const t of transports) {
       if (r?.transport !== undefined) seenTransport.set(t, r.transport);
       return r;
     },
+  });
+}
+if (transports.includes('ivcom')) {
+  // The crowded case once more with a host's ranks as threads of one process (opt-in; the
+  // default column above is a process per rank).
+  programs.push({
+    column: 'ivcom threads',
+    ranks: [4],
+    run: (n, points) =>
+      parse(
+        `natural.js, ${n} ranks as threads over ivcom`,
+        spawnSync(process.execPath, [ivrun, '-n', String(n), '--ranks-as', 'threads', '--transport', 'ivcom', '--timeout', '400', 'node', natural, '--json', ...timing, ...points], {
+          encoding: 'utf8',
+          timeout: 450_000,
+        }),
+      ),
   });
 }
 if (osuBinary !== undefined) {
@@ -243,12 +262,14 @@ const samples = new Map<string, Map<string, number[]>>();
 const units = new Map<string, 'us' | 'MB/s'>();
 const dead = new Set<string>();
 const t0 = Date.now();
-const bar = progressBar('peers', rounds * RANKS.length * programs.length);
+const runs = RANKS.reduce((sum, n) => sum + programs.filter((p) => p.ranks === undefined || p.ranks.includes(n)).length, 0);
+const bar = progressBar('peers', rounds * runs);
 for (let round = 0; round < rounds; round++) {
   for (const n of RANKS) {
     const points = n === 2 ? P2P : WIDE;
     for (let k = 0; k < programs.length; k++) {
       const prog = programs[(k + round) % programs.length]!;
+      if (prog.ranks !== undefined && !prog.ranks.includes(n)) continue;
       bar.step(`round ${round + 1}/${rounds}: ${prog.column}, ${n} ranks`);
       if (dead.has(`${n}/${prog.column}`)) continue;
       const res = prog.run(n, points);
@@ -325,6 +346,15 @@ for (const t of tables) {
     if (showSamples && byCol !== undefined) {
       for (const c of columns) if (byCol.has(c)) console.log(`#   ${c}: ${byCol.get(c)!.map(fmt).join(', ')} ${unit}`);
     }
+  }
+}
+{
+  // The opt-in mode against the peers too (the "vs" columns compare the default mode).
+  const crowded = samples.get('4 allreduce 8');
+  const th = crowded?.get('ivcom threads');
+  for (const peer of ['Open MPI C', 'mpi4py']) {
+    const other = crowded?.get(peer);
+    if (th !== undefined && other !== undefined) console.log(`# table 5, ivcom threads vs ${peer}: ${speed('us', median(th), median(other))}`);
   }
 }
 console.log(`\n# "vs X" = how many times faster ${ivcomCol} is than X (> 1: ${ivcomCol} faster; 0.10x: it takes 10x X's time)`);

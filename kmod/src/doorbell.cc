@@ -242,10 +242,16 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     // cleanly died with SIGABRT). Then the call fails with no exception pending: nothing to do.
     napi_value result;
     napi_status st = napi_make_callback(env, *context_, self, fn, 0, nullptr, &result);
-    if (st != napi_ok && env.IsExceptionPending()) {
-      Napi::Error error = env.GetAndClearPendingException();
-      napi_fatal_exception(env, error.Value());
-    }
+    bool pending = false;
+    if (st == napi_ok || napi_is_exception_pending(env, &pending) != napi_ok || !pending) return;
+    napi_value exception;
+    if (napi_get_and_clear_last_exception(env, &exception) != napi_ok) return;
+    // A worker thread being terminated (process.exit() in a rank of --ranks-as threads, or
+    // worker.terminate()) has V8's termination pending, which reads as undefined or null: not an
+    // error of the callback, and wrapping it in a Napi::Error needs JS, which is fatal now.
+    napi_valuetype type;
+    if (napi_typeof(env, exception, &type) != napi_ok || type == napi_undefined || type == napi_null) return;
+    napi_fatal_exception(env, exception);
   }
 
   void Pin() {

@@ -68,7 +68,21 @@ describe('--ranks-as threads', () => {
     expect(r.stderr).toMatch(/ivrun: rank 3 aborted the job: uncaught Error: deliberate failure in the test/);
     expect(r.stderr.match(/^Error: deliberate failure in the test$/gm)).toHaveLength(1);
     expect(r.stderr).toMatch(/^    at throws \(.*p2p\.js:\d+:\d+\)$/m);
+    expect(r.stderr).not.toMatch(/FATAL ERROR/);
     expect(r.leftovers).toEqual([]);
+  });
+
+  // A rank's worker that ends while its peer still rings its doorbell: the wake-up that comes
+  // during the worker's teardown must not take the whole process down (it was a fatal error in
+  // the addon, with the ranks' report cut off by a native stack).
+  it('ends a rank cleanly while its peer still rings its doorbell', async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await ivrun([...THREADS, '-n', '2', 'node', P2P, 'diesringing']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/ivrun: rank 1 aborted the job: uncaught Error: deliberate failure while its peer sends/);
+      expect(r.stderr).not.toMatch(/FATAL ERROR/);
+      expect(r.leftovers).toEqual([]);
+    }
   });
 
   it("exits with a rank's non-zero status and names that rank", async () => {

@@ -85,6 +85,19 @@ describe('--ranks-as threads', () => {
     }
   });
 
+  // The others are inside a large allreduce, copying from the dying rank's memory in the same process.
+  it.each([
+    ['throws', 'throw', 1, /ivrun: rank 2 aborted the job: uncaught Error: deliberate failure inside a collective on rank 2/],
+    ['exits with code 3', 'exit', 3, /ivrun: rank 2 exited with code 3/],
+  ] as const)('ends the job when a rank %s inside a collective the other threads are in', async (_what, how, code, named) => {
+    const r = await ivrun([...THREADS, '-n', '4', '--oversubscribe', 'node', COLL, 'dies', how, '2'], { timeoutMs: 55_000 });
+    expect({ stdout: r.stdout, code: r.code, stderr: r.stderr.slice(-3000) }).toMatchObject({ stdout: expect.stringContaining(`rank 2 dies now (${how})`) });
+    expect(r.stderr).toMatch(named);
+    expect(r.stderr).not.toMatch(/FATAL ERROR/);
+    expect(r.code).toBe(code);
+    expect(r.leftovers).toEqual([]);
+  });
+
   it("exits with a rank's non-zero status and names that rank", async () => {
     const r = await ivrun([...THREADS, '-n', '3', '--oversubscribe', 'node', P2P, 'exit3']);
     expect(r.code).toBe(3);

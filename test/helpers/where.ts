@@ -7,6 +7,7 @@ import { processesWith, type JobResult } from './job.js';
 /** One rank's WHERE line. */
 export interface Where {
   rank: number;
+  pid: number;
   netns: string;
   hostname: string;
   listen: string;

@@ -55,6 +55,19 @@ describe('--isolation netns', () => {
     expect(new Set(seen.map((w) => w.listen.split('.').slice(0, 3).join('.'))).size).toBe(1);
   });
 
+  it('--ranks-as threads: each VM one process in its own namespace, its ranks threads of it', async () => {
+    const { r, seen } = await netnsJob(['-n', '4', '--vms', '2', '--ranks-as', 'threads', 'node', DOMAINS, 'where']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('OK where');
+    expect(seen.map((w) => w.rank)).toEqual([0, 1, 2, 3]);
+    for (const w of seen) expect(w.hostname).toBe(`vm${Math.floor(w.rank / 2)}`);
+    expect(seen[0]!.pid).toBe(seen[1]!.pid);
+    expect(seen[2]!.pid).toBe(seen[3]!.pid);
+    expect(seen[0]!.pid).not.toBe(seen[2]!.pid);
+    expect(seen[0]!.netns).not.toBe(seen[2]!.netns);
+    for (const w of seen) expect(w.transports).toEqual(seen.map((p) => (p.rank === w.rank ? 'self' : 'ivcom')));
+  });
+
   it('--transport tcp crosses the bridge between VMs', async () => {
     const { r, seen } = await netnsJob(['-n', '4', '--vms', '2', '--transport', 'tcp', 'node', DOMAINS, 'where']);
     expect(r.code).toBe(0);

@@ -104,7 +104,7 @@ export class BootstrapClient {
       // rank a second time. (Under --ranks-as threads the thread host gives each worker a rank
       // of its own, and says so in the worker's workerData.)
       throw new StateError(
-        `rank ${rank}: init() was called in a worker thread; a rank is a process: call init() in the main thread and give workers their work (and results) with postMessage`,
+        `rank ${rank}: init() was called in a worker thread; a rank is a process: call init() in the main thread and give workers their work (and results) with postMessage (or start the ranks themselves as threads: ivrun --ranks-as threads)`,
         { rank },
       );
     }

@@ -80,6 +80,17 @@ describe('hosts over ssh', () => {
     expect(seen.map((w) => w.node)).toEqual([0, 0, 1, 1]);
   });
 
+  it('--ranks-as threads: each host one process, its ranks threads of it, TCP between hosts', async () => {
+    const c = requireCluster(inject('cluster'));
+    const r = await hostsJob(['-H', `${c.hosts[0]!.name}:2,${c.hosts[1]!.name}:3`, '--ranks-as', 'threads', 'node', DOMAINS, 'where']);
+    expect({ code: r.code, stderr: r.stderr.slice(-3000) }).toEqual({ code: 0, stderr: expect.any(String) });
+    const seen = wheres(r);
+    expect(seen.map((w) => w.node)).toEqual([0, 0, 1, 1, 1]);
+    expect(new Set(seen.filter((w) => w.node === 0).map((w) => w.pid)).size).toBe(1);
+    expect(new Set(seen.filter((w) => w.node === 1).map((w) => w.pid)).size).toBe(1);
+    for (const w of seen) expect(w.transports).toEqual(seen.map((p) => (p.rank === w.rank ? 'self' : p.node === w.node ? 'ivcom' : 'tcp')));
+  });
+
   // Two hosts of 2 and 3 ranks: barrier, bcast and allreduce take their hierarchical paths
   // (inside each host first, then across hosts: useHierarchy in collectives/select.ts).
   it.each(['auto', 'tcp'])('every collective across two hosts (hierarchical), transport %s', async (transport) => {

@@ -188,7 +188,7 @@ describe('ivrun', () => {
     expect(run('--transport', 'udp', 'node', 'x').stderr).toMatch(/transport/);
     expect(run('-x', '1BAD=2', 'node', 'x').status).toBe(2);
     const help = run('--help').stdout;
-    for (const flag of ['-n', '--vms', '--isolation', '--transport', '-x', '--tag-output', '--timeout', '--ring-bytes', '--hostfile']) {
+    for (const flag of ['-n', '--vms', '--isolation', '--transport', '-x', '--tag-output', '--timeout', '--ring-bytes', '--hostfile', '--ranks-as']) {
       expect(help).toContain(flag);
     }
   });

@@ -1,6 +1,8 @@
 # The addon must never be unloaded: Node dlcloses an addon when the last Environment (e.g. a
 # worker thread) that loaded it goes away, yet a SharedArrayBuffer mapped there can outlive it in
 # another thread, and its deleter (munmap) is code in this library. Hence -z nodelete.
+# ivcom_pgrp is the launcher's helper that starts a rank in a process group of its own without a
+# session of its own (kmod/src/pgrp.c says why).
 {
   "targets": [
     {
@@ -31,6 +33,12 @@
       "cflags": ["-O2", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-std=c++20"],
       "ldflags": ["-Wl,-z,nodelete"]
+    },
+    {
+      "target_name": "ivcom_pgrp",
+      "type": "executable",
+      "sources": ["kmod/src/pgrp.c"],
+      "cflags": ["-O2", "-Wextra"]
     }
   ]
 }

@@ -7,8 +7,7 @@
 import { BUILD_HINT } from './build-hint.js';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { builtFile } from './package-root.js';
 
 /** Shape of errors raised by the addon for failed system calls or hostile input. */
 export interface NativeError extends Error {
@@ -82,26 +81,9 @@ interface Addon {
   crc32cHardware: boolean;
 }
 
-/**
- * This file runs both from source (kmod/index.ts under vitest) and compiled
- * (dist/kmod/index.js), so the addon is found relative to the package root rather than to this
- * module: the nearest ancestor directory that holds binding.gyp and package.json.
- */
-function findPackageRoot(start: string): string {
-  let dir = start;
-  for (;;) {
-    if (existsSync(join(dir, 'binding.gyp')) && existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) {
-      throw new Error(`ivcom: cannot find the package root (binding.gyp) above ${start}`);
-    }
-    dir = parent;
-  }
-}
-
 function loadAddon(): Addon {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const path = join(findPackageRoot(here), 'build', 'Release', 'ivcom_kmod.node');
+  // From source (under vitest) or compiled (dist/): found from the package root either way.
+  const path = builtFile(import.meta.url, 'ivcom_kmod.node');
   if (!existsSync(path)) {
     throw new Error(`ivcom: native addon not built (${path} is missing); ${BUILD_HINT}`);
   }

@@ -36,6 +36,7 @@ import { RankDoor } from './rank-door.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
 import { hostLimits, rankCost, whyNotFit } from './limits.js';
 import { splitNodeCommand } from './program.js';
+import { ownGroup } from './process-group.js';
 import { STATUS_FD, THREAD_RANKS_ENV, threadRankFds, type ThreadRank } from './thread-ranks.js';
 
 /** A rank's door token: 256 bits, never guessed. */
@@ -175,13 +176,14 @@ export class HostAgent {
     const vm = this.domains?.vm(domain);
     // Tied to the agent (the runtime also leaves when its control channel closes). nsenter
     // execs, so the agent stays the parent that the tie refers to.
-    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...(cpu === undefined ? [] : bindPrefix(cpu)), ...withYoungGeneration(spec.command, spec.env)];
+    const group = ownGroup();
+    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...group.prefix, ...(cpu === undefined ? [] : bindPrefix(cpu)), ...withYoungGeneration(spec.command, spec.env)];
     const grantFd = this.grants?.rankFd(rank);
     const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     if (grantFd !== undefined) stdio.push(grantFd);
     const token = randomBytes(TOKEN_BYTES).toString('hex');
     const env = { ...allocatorEnv(spec.env), ...spec.env, ...this.rankEnv(rank, domain, 3, grantFd === undefined ? undefined : 4, token) };
-    const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: true });
+    const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: group.detached });
     this.grants?.spawned(rank);
     const st = this.track(rank, child, child.stdio[3] as Socket, token);
     st.streams = Promise.all([
@@ -213,7 +215,8 @@ export class HostAgent {
     const cmd = splitNodeCommand(spec.command);
     if (typeof cmd === 'string') throw new Error(cmd);
     const node = withYoungGeneration([cmd.node, ...cmd.flags], spec.env);
-    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...node, THREAD_HOST, cmd.script, ...cmd.args];
+    const launch = ownGroup();
+    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...launch.prefix, ...node, THREAD_HOST, cmd.script, ...cmd.args];
     const withStdin = spec.stdin && ranks.includes(0);
     const stdio: Array<'pipe' | 'ignore' | number> = [withStdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     const told: ThreadRank[] = [];
@@ -228,7 +231,7 @@ export class HostAgent {
       told.push({ rank, env, stdout: fds.stdout, stderr: fds.stderr, stdin: withStdin && rank === 0 });
     }
     const env = { ...allocatorEnv(spec.env), ...spec.env, IVCOM_JOBID: spec.jobId, [THREAD_RANKS_ENV]: JSON.stringify(told) };
-    const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: true });
+    const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: launch.detached });
     const group = ranks.map((rank, i) => {
       this.grants?.spawned(rank);
       const fds = threadRankFds(i);

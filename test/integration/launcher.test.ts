@@ -3,7 +3,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,21 @@ describe('ivrun', () => {
     const theirs = await ivrun(['-n', '1', 'node', '--max-semi-space-size=2', '-e', SHOW]);
     expect(theirs.stdout.trim()).toMatch(/^--max-semi-space-size=2 \d+$/);
   });
+  // A group of its own (what ivrun signals), but no session of its own: a session is also a
+  // scheduling autogroup, and ranks in groups of their own do not yield a shared core to each other.
+  it("starts every rank in a process group of its own, within ivrun's session", async () => {
+    const SHOW = 'const f = require("fs").readFileSync("/proc/self/stat", "utf8").split(") ")[1].split(" "); console.log("ids", process.pid, f[2], f[3])';
+    const r = await ivrun(['-n', '2', 'node', '-e', SHOW]);
+    expect(r.code).toBe(0);
+    const mySession = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[3];
+    const ids = [...r.stdout.matchAll(/^ids (\d+) (\d+) (\d+)$/gm)].map((m) => [m[1], m[2], m[3]]);
+    expect(ids).toHaveLength(2);
+    for (const [pid, pgrp, session] of ids) {
+      expect(pgrp).toBe(pid);
+      expect(session).toBe(mySession);
+    }
+  });
+
   it('ends the job within a second when a rank throws, naming the rank and the error', async () => {
     let failedAt = 0;
     const r = await ivrun(['-n', '4', 'node', P2P, 'throws'], {

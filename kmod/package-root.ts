@@ -3,6 +3,7 @@
 
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The nearest ancestor directory of `start` that holds binding.gyp and package.json. */
 export function findPackageRoot(start: string): string {
@@ -19,5 +20,5 @@ export function findPackageRoot(start: string): string {
 
 /** A file that node-gyp builds (build/Release/<name>), found from the module at `moduleUrl`. */
 export function builtFile(moduleUrl: string, name: string): string {
-  return join(findPackageRoot(dirname(new URL(moduleUrl).pathname)), 'build', 'Release', name);
+  return join(findPackageRoot(dirname(fileURLToPath(moduleUrl))), 'build', 'Release', name);
 }

@@ -1,9 +1,10 @@
 // ivcom_pgrp PROGRAM [ARGS...]: runs PROGRAM in a process group of its own, in the caller's
 // session. The launcher starts every rank through it, so that a rank and whatever it starts can
 // be signalled together (kill(-pgid)) without a session of its own: with the kernel's automatic
-// process groups (CONFIG_SCHED_AUTOGROUP, on by default), setsid() would also put each rank in a
-// scheduling group of its own, and sched_yield() between ranks that share a core would then
-// yield nothing: the CPU is shared between groups first, and in its group a rank is alone.
+// scheduling groups (CONFIG_SCHED_AUTOGROUP, one per session, on by default), setsid() would
+// also put each rank in a scheduling group of its own, and sched_yield() between ranks that
+// share a core would then yield nothing: the CPU is shared between groups first, and in its
+// group a rank is alone.
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

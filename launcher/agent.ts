@@ -219,23 +219,20 @@ export class HostAgent {
     const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...launch.prefix, ...node, THREAD_HOST, cmd.script, ...cmd.args];
     const withStdin = spec.stdin && ranks.includes(0);
     const stdio: Array<'pipe' | 'ignore' | number> = [withStdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
-    const told: ThreadRank[] = [];
-    const tokens: string[] = [];
-    for (const [i, rank] of ranks.entries()) {
+    const slots = ranks.map((rank, i) => {
       const fds = threadRankFds(i);
       const grantFd = this.grants?.rankFd(rank);
       stdio.push('pipe', grantFd ?? 'ignore', 'pipe', 'pipe');
       const token = randomBytes(TOKEN_BYTES).toString('hex');
-      tokens.push(token);
       const env = this.rankEnv(rank, domain, fds.ctl, grantFd === undefined ? undefined : fds.grant, token);
-      told.push({ rank, env, stdout: fds.stdout, stderr: fds.stderr, stdin: withStdin && rank === 0 });
-    }
-    const env = { ...allocatorEnv(spec.env), ...spec.env, IVCOM_JOBID: spec.jobId, [THREAD_RANKS_ENV]: JSON.stringify(told) };
+      const told: ThreadRank = { rank, env, stdout: fds.stdout, stderr: fds.stderr, stdin: withStdin && rank === 0 };
+      return { rank, fds, token, told };
+    });
+    const env = { ...allocatorEnv(spec.env), ...spec.env, [THREAD_RANKS_ENV]: JSON.stringify(slots.map((x) => x.told)) };
     const child = spawn(file!, args, { stdio, env, cwd: spec.cwd, detached: launch.detached });
-    const group = ranks.map((rank, i) => {
+    const group = slots.map(({ rank, fds, token }) => {
       this.grants?.spawned(rank);
-      const fds = threadRankFds(i);
-      const st = this.track(rank, child, child.stdio[fds.ctl] as Socket, tokens[i]!);
+      const st = this.track(rank, child, child.stdio[fds.ctl] as Socket, token);
       st.streams = Promise.all([
         forwardLines(child.stdio[fds.stdout] as Readable, (text) => this.events.line(rank, 1, text)),
         forwardLines(child.stdio[fds.stderr] as Readable, (text) => this.events.line(rank, 2, text)),
@@ -340,12 +337,9 @@ export class HostAgent {
    */
   kill(signal: NodeJS.Signals, spare?: number): void {
     const keep = spare === undefined ? undefined : this.ranks.get(spare)?.child;
-    const children = new Set<ChildProcess>();
-    for (const r of this.ranks.values()) if (!r.exited && r.child !== keep) children.add(r.child);
-    for (const child of children) {
-      if (child.pid === undefined) continue;
+    for (const child of this.processes((r) => !r.exited && r.child !== keep)) {
       try {
-        process.kill(-child.pid, signal);
+        process.kill(-child.pid!, signal);
       } catch {
         try {
           child.kill(signal);
@@ -356,13 +350,20 @@ export class HostAgent {
     }
   }
 
+  /** The rank processes (a thread host once for all its ranks) of the ranks that `which` picks. */
+  private processes(which: (r: LocalRank) => boolean = () => true): Set<ChildProcess> {
+    const found = new Set<ChildProcess>();
+    for (const r of this.ranks.values()) if (r.child.pid !== undefined && which(r)) found.add(r.child);
+    return found;
+  }
+
   /** Every rank has exited: end what they left behind, forward the last lines, release all. */
   async finish(): Promise<void> {
     // Nothing outlives the job: whatever is left in a rank's process group goes now, and then
     // nothing else holds the output pipes open.
-    for (const r of this.ranks.values()) {
+    for (const child of this.processes()) {
       try {
-        if (r.child.pid !== undefined) process.kill(-r.child.pid, 'SIGKILL');
+        process.kill(-child.pid!, 'SIGKILL');
       } catch {
         // no group left: the normal case
       }

@@ -18,6 +18,10 @@ export const enum Codec {
   BigUint64 = 14,
   // A value of plain data only (see clonable.ts): msgpack without structured cloning's records.
   MsgpackPlain = 15,
+  // Plain data as records of object shapes the sender announced beforehand (shapes.ts).
+  MsgpackShaped = 16,
+  // The sender's object shapes a peer does not know yet (shapes.ts): never matched or decoded as data.
+  Shapes = 249,
   // Large-message protocol frames (rendezvous.ts): never decoded as data. Only an RTS is matched.
   Rts = 250,
   Cts = 251,
@@ -27,4 +31,4 @@ export const enum Codec {
   Help = 254,
   Copied = 255,
 }
-export const CODEC_MAX = 15;
+export const CODEC_MAX = 16;

@@ -3,13 +3,15 @@
 // copies); every other value goes through msgpackr with structured cloning, so Map, Set, Date,
 // bigint of any size, undefined, cycles and nested typed arrays survive. Plain data (JSON-like,
 // nothing reached twice: clonable.ts) means the same without structured cloning, and msgpackr
-// packs and unpacks it without records in ~60 % of the time, so it goes that way.
+// packs and unpacks it without records in ~60 % of the time, so it goes that way, as records of
+// object shapes announced once per pair (shapes.ts), or as plain msgpack once the shape table is full.
 
 import { Packr, Unpackr } from 'msgpackr';
 import { MAX_MESSAGE_BYTES } from '../transport/wire.js';
 import { Codec } from './codec-ids.js';
 import { examine, MAX_DEPTH, type Walk } from './clonable.js';
 import { CorruptError, TooLargeError, UnserializableError } from './errors.js';
+import { packShaped, shapesOpen, type PeerShapes } from './shapes.js';
 import { CODEC_OF_PROTO, CTOR_OF_CODEC, eachKind } from './typed.js';
 
 export { Codec, CODEC_MAX } from './codec-ids.js';
@@ -101,7 +103,8 @@ export function encode(value: unknown): Encoded {
     );
   }
   try {
-    return walk.plain ? result(Codec.MsgpackPlain, plainPackr.pack(value)) : result(Codec.Msgpack, packr.pack(value));
+    if (!walk.plain) return result(Codec.Msgpack, packr.pack(value));
+    return shapesOpen() ? result(Codec.MsgpackShaped, packShaped(value)) : result(Codec.MsgpackPlain, plainPackr.pack(value));
   } catch (err) {
     // Within MAX_DEPTH, yet the stack ran out: the send was called from deep in the program.
     if (isStackOverflow(err)) throw tooDeep('a value this deeply nested from this point of the program', err);
@@ -138,16 +141,24 @@ function tooDeep(what: string, cause?: unknown): UnserializableError {
 
 /**
  * Rebuilds a value from received bytes that the receiver owns. Views are made in place when the
- * alignment allows it, otherwise the bytes are copied once. `peer` only names the sender in errors.
+ * alignment allows it, otherwise the bytes are copied once. `peer` is the sender (world rank):
+ * records are read with the shapes it announced (`shapes`), and errors name it.
  */
-export function decode(codec: number, bytes: Uint8Array, peer: number): unknown {
+export function decode(codec: number, bytes: Uint8Array, peer: number, shapes: PeerShapes | undefined): unknown {
   switch (codec) {
     case Codec.Msgpack:
     case Codec.MsgpackPlain:
+    case Codec.MsgpackShaped:
       try {
+        if (codec === Codec.MsgpackShaped) {
+          if (shapes === undefined) throw new Error('records of object shapes, and no shapes to read them with');
+          const reader = shapes.reader(peer);
+          return bytes.byteLength <= ON_HEAP_MAX ? unpackSmall(reader, bytes) : reader.unpack(bytes);
+        }
         if (codec === Codec.MsgpackPlain) return bytes.byteLength <= ON_HEAP_MAX ? unpackSmall(smallPlainUnpackr, bytes) : plainUnpackr.unpack(bytes);
         return bytes.byteLength <= ON_HEAP_MAX ? unpackSmall(smallUnpackr, bytes) : packr.unpack(bytes);
       } catch (err) {
+        if (err instanceof CorruptError) throw err;
         if (isStackOverflow(err)) {
           throw new CorruptError(
             `message from rank ${peer} nests too deeply to decode (senders refuse values deeper than ${MAX_DEPTH} levels): the peer is broken or hostile`,

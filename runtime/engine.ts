@@ -13,6 +13,7 @@ import { ANY, Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
 import { Rendezvous } from './rendezvous.js';
 import { describeWaits } from './report.js';
+import { PeerShapes } from './shapes.js';
 import { StagingPool } from './staging.js';
 import { Codec } from './codec-ids.js';
 import type { CrossMemory } from '../transport/cma.js';
@@ -84,7 +85,11 @@ export class Engine {
       init.verify,
     );
     this.calls = new CollectiveCalls(this.rank, (ctx) => this.matchers.get(ctx));
+    this.shapes = new PeerShapes(init.rank, init.size);
   }
+
+  /** The object shapes told to each peer and learned from each (plain values go as records of them). */
+  readonly shapes: PeerShapes;
 
   /** Large messages: announced, then moved once a receive matches them (rendezvous.ts). */
   readonly rendezvous: Rendezvous;
@@ -130,6 +135,7 @@ export class Engine {
     if (this.failure) return Promise.reject(this.failure);
     if (this.finalized) return Promise.reject(new StateError(`rank ${this.rank}: send after finalize()`, { rank: this.rank }));
     const ep = this.route(dest);
+    if (codec === Codec.MsgpackShaped && this.shapes.behind(dest)) this.tellShapes(dest, ep);
     if (ep === null) {
       // To self: copy now, as a transport would, so the caller may reuse its buffer.
       this.arrive({ ctx, source: this.rank, tag, codec, payload: bytes.slice(), seq: 0 });
@@ -153,6 +159,20 @@ export class Engine {
     return this.track(p);
   }
 
+  /**
+   * Shapes `dest` must know before a message written with them: sent ahead of it on the same
+   * channel, so they arrive (and are learned, in arrive()) before it.
+   */
+  private tellShapes(dest: number, ep: Endpoint | null): void {
+    const list = this.shapes.announce(dest);
+    if (ep === null) {
+      this.shapes.learn(this.rank, list);
+      return;
+    }
+    const p = ep.send({ ctx: 0, source: this.rank, tag: 0, codec: Codec.Shapes, parts: [list], byteLength: list.byteLength });
+    if (p !== undefined) this.track(p);
+  }
+
   /** A send that settles later: it keeps the process alive and makes progress until it does. */
   private track(p: Promise<void>): Promise<void> {
     this.progress.hold();
@@ -174,6 +194,14 @@ export class Engine {
   readonly arrive = (m: IncomingMessage): void => {
     if (m.codec > Codec.Rts) {
       this.rendezvous.control(m);
+      return;
+    }
+    if (m.codec === Codec.Shapes) {
+      try {
+        this.shapes.learn(m.source, m.payload);
+      } catch (err) {
+        this.fail(err as Error);
+      }
       return;
     }
     // Every collective message, also when no call is in progress: one of a call that returned

@@ -144,10 +144,10 @@ export class Receive implements Request {
     switch (this.yields) {
       case Yield.Value:
         owner.engine.staging.forget(env.payload);
-        return decode(env.codec, env.payload, env.source);
+        return decode(env.codec, env.payload, env.source, owner.engine.shapes);
       case Yield.Message:
         owner.engine.staging.forget(env.payload);
-        return { data: decode(env.codec, env.payload, env.source), source: owner.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
+        return { data: decode(env.codec, env.payload, env.source, owner.engine.shapes), source: owner.local(env.source), tag: env.tag, byteLength: env.payload.byteLength };
       case Yield.Status:
         return statusOf(owner, env);
       case Yield.Claim:

@@ -15,7 +15,8 @@
 //    receive the peer posts later" into a hang that the runner reports.
 
 import type { CollPort } from '../../runtime/collectives/port.js';
-import { decode, encode } from '../../runtime/codec.js';
+import { encode } from '../../runtime/codec.js';
+import { decodeLocal } from './local-decode.js';
 import { rng } from './rng.js';
 
 export interface MemWorldOptions {
@@ -146,13 +147,13 @@ export function createMemWorld(size: number, opts: MemWorldOptions = {}): MemWor
               materialized = true;
               enc = encode(data);
               const copy = enc.bytes.slice();
-              value = decode(enc.codec, copy, me);
+              value = decodeLocal(enc.codec, copy, me);
             };
           } else {
             const enc = encode(data);
             const copy = enc.bytes.slice();
             bytes = copy.byteLength;
-            value = decode(enc.codec, copy, me);
+            value = decodeLocal(enc.codec, copy, me);
             materialized = true;
             materialize = () => {};
           }

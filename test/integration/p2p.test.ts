@@ -20,6 +20,7 @@ describe.each(TRANSPORTS)('point to point over %s', (transport) => {
   it('fans in with ANY_SOURCE, each sender in order', () => scenario('fanin', 5, transport));
   it("lets the program's timers run while it awaits one message after another", () => scenario('fair', 2, transport));
   it('delivers every kind of value intact', () => scenario('fidelity', 2, transport));
+  it('carries plain objects as records of announced shapes: more shapes than a table, out of order, large, to self, broadcast', () => scenario('shapes', 3, transport));
   it('carries a 64 MiB message both ways (checksummed)', () => scenario('big', 2, transport));
   it('truncates into a small buffer with ERR_IVCOM_TRUNCATE and consumes the message', () => scenario('truncate', 2, transport));
   it('receives large messages straight into posted buffers, wildcards and truncation intact', () => scenario('into', 2, transport));

@@ -2,13 +2,14 @@ import { constants as bufferConstants } from 'node:buffer';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { MAX_DEPTH } from '../../runtime/clonable.js';
-import { Codec, decode, encode } from '../../runtime/codec.js';
+import { Codec, encode } from '../../runtime/codec.js';
+import { decodeLocal } from '../helpers/local-decode.js';
 import { CorruptError, TooLargeError, UnserializableError } from '../../runtime/errors.js';
 import { MAX_MESSAGE_BYTES } from '../../transport/wire.js';
 
 const roundTrip = (v: unknown) => {
   const e = encode(v);
-  return decode(e.codec, e.bytes.slice(), 0);
+  return decodeLocal(e.codec, e.bytes.slice(), 0);
 };
 
 describe('codec', () => {
@@ -38,30 +39,30 @@ describe('codec', () => {
     const e = encode(new Float64Array([1.5, 2.5]));
     const shifted = new Uint8Array(17);
     shifted.set(e.bytes, 1);
-    const v = decode(e.codec, shifted.subarray(1), 0) as Float64Array;
+    const v = decodeLocal(e.codec, shifted.subarray(1), 0) as Float64Array;
     expect(Array.from(v)).toEqual([1.5, 2.5]);
   });
 
   it('gives every received view a buffer of its own, even when the payload sits in a shared slab', () => {
     const slab = new Uint8Array(4096);
     slab.set(new Uint8Array(new Float64Array([7, 8]).buffer), 64);
-    const v = decode(Codec.Float64, slab.subarray(64, 80), 0) as Float64Array;
+    const v = decodeLocal(Codec.Float64, slab.subarray(64, 80), 0) as Float64Array;
     expect(Array.from(v)).toEqual([7, 8]);
     expect(v.buffer.byteLength).toBe(16);
-    const dv = decode(Codec.DataView, slab.subarray(64, 72), 0) as DataView;
+    const dv = decodeLocal(Codec.DataView, slab.subarray(64, 72), 0) as DataView;
     expect(dv.buffer.byteLength).toBe(8);
     // An exactly-sized payload is used in place (no copy).
     const own = new Uint8Array(128);
-    expect((decode(Codec.Float64, own, 0) as Float64Array).buffer).toBe(own.buffer);
+    expect((decodeLocal(Codec.Float64, own, 0) as Float64Array).buffer).toBe(own.buffer);
     // Small ones (V8 keeps them on its heap) are rebuilt without touching `.buffer`.
-    const small = decode(Codec.Int16, new Uint8Array([1, 0, 2, 0]), 0) as Int16Array;
+    const small = decodeLocal(Codec.Int16, new Uint8Array([1, 0, 2, 0]), 0) as Int16Array;
     expect(small).toEqual(new Int16Array([1, 2]));
   });
 
   it('rejects a raw payload that is not a whole number of elements as corrupt', () => {
-    expect(() => decode(Codec.Float64, new Uint8Array(12), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
-    expect(() => decode(99, new Uint8Array(1), 3)).toThrow(/unknown codec/);
-    expect(() => decode(Codec.Msgpack, new Uint8Array([0xdb, 0xff, 0xff, 0xff, 0x7f, 0x41]), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
+    expect(() => decodeLocal(Codec.Float64, new Uint8Array(12), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
+    expect(() => decodeLocal(99, new Uint8Array(1), 3)).toThrow(/unknown codec/);
+    expect(() => decodeLocal(Codec.Msgpack, new Uint8Array([0xdb, 0xff, 0xff, 0xff, 0x7f, 0x41]), 3)).toThrow(expect.objectContaining({ code: 'ERR_IVCOM_CORRUPT' }));
   });
 
   it('small msgpack values own what they hold: decoding the next message does not change them', () => {
@@ -69,9 +70,9 @@ describe('codec', () => {
     const first = { b: Buffer.from([1, 2, 3]), u: new Uint8Array([4, 5]), f: new Float64Array([6.5]), s: 'x' };
     const e1 = encode(first);
     expect(e1.bytes.byteLength).toBeLessThanOrEqual(64);
-    const got = decode(e1.codec, e1.bytes.slice(), 0) as Record<string, ArrayLike<number>>;
+    const got = decodeLocal(e1.codec, e1.bytes.slice(), 0) as Record<string, ArrayLike<number>>;
     const e2 = encode({ b: Buffer.from([9, 9, 9]), u: new Uint8Array([9, 9]), f: new Float64Array([9]), s: 'y' });
-    decode(e2.codec, e2.bytes.slice(), 0);
+    decodeLocal(e2.codec, e2.bytes.slice(), 0);
     expect([...got.b!]).toEqual([1, 2, 3]);
     expect([...got.u!]).toEqual([4, 5]);
     expect([...got.f!]).toEqual([6.5]);
@@ -139,7 +140,7 @@ describe('codec limits', () => {
     const depth = 200_000;
     const bytes = new Uint8Array(depth + 1).fill(0x91);
     bytes[depth] = 0xc0;
-    const e = codeOf(() => decode(Codec.Msgpack, bytes, 7));
+    const e = codeOf(() => decodeLocal(Codec.Msgpack, bytes, 7));
     expect(e).toBeInstanceOf(CorruptError);
     expect(e.code).toBe('ERR_IVCOM_CORRUPT');
     expect(e.message).toMatch(/rank 7 nests too deeply/);

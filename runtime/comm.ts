@@ -13,7 +13,7 @@ import { AbortError, InvalidArgTypeError, OutOfRangeError, StateError, TooLargeE
 import { ANY, type Envelope } from './match.js';
 import { Outcome } from './outcome.js';
 import { MatchedMessage } from './matched.js';
-import { NULL_STATUS, Receive, nullResult, statusOf, Yield, type Message, type ReceiveOwner, type Status } from './receive.js';
+import { NULL_STATUS, Receive, nullResult, statusOf, Taken, Yield, type Message, type ReceiveOwner, type Status } from './receive.js';
 import { asBytes, elementsOf } from './typed.js';
 import { NO_OPTIONS, checkDest, checkOptions, checkRank, checkSource, checkTag, type RecvOptions } from './validate.js';
 
@@ -128,9 +128,24 @@ export class Comm {
    * moment (Progress.waitNow), so a step whose partner is already there goes on without a hop.
    */
   protected recvNowOn(ctx: number, source: number, tag: number): Posted {
+    // First, the partner's message straight from its ring, also while waiting a moment for it
+    // (Engine.takeFrom): no receive, no promise, no matching for a step that needs none.
+    const engine = this.engine;
+    const from = source >= 0 && source < this.size ? this.world(source) : -1;
+    let waited = false;
+    let m = from >= 0 ? engine.takeFrom(ctx, from, tag) : null;
+    if (m === undefined) {
+      m = engine.progress.waitTake(() => engine.takeFrom(ctx, from, tag), from);
+      waited = m !== null;
+    }
+    if (m != null) return new Taken(m, engine);
     const req = this.postReceive(ctx, source, tag, NO_OPTIONS, Yield.Value, false, undefined);
     if (req instanceof Promise) return { outcome: Outcome.Pending, value: undefined, promise: req };
-    if (this.mustWait(ctx, req)) this.engine.progress.waitNow(req);
+    // After a wait for the take that ran out, the usual spin takes over (no second wait here).
+    if (this.mustWait(ctx, req)) {
+      if (waited) engine.progress.kick();
+      else engine.progress.waitNow(req);
+    }
     return req;
   }
 

@@ -15,7 +15,7 @@ import { Rendezvous } from './rendezvous.js';
 import { describeWaits } from './report.js';
 import { PeerShapes } from './shapes.js';
 import { StagingPool } from './staging.js';
-import { Codec } from './codec-ids.js';
+import { Codec, CODEC_MAX } from './codec-ids.js';
 import type { CrossMemory } from '../transport/cma.js';
 import { verifyingEndpoint, type Checksum } from './verify.js';
 
@@ -103,6 +103,30 @@ export class Engine {
   /** Which transport carries traffic to a world rank (the truth behind comm.transportTo). */
   transportName(peer: number): TransportName {
     return selectTransport({ rank: this.rank, peers: this.peers, mode: this.mode, ivcom: this.ivcom !== undefined }, peer);
+  }
+
+  /**
+   * A collective step's message, taken straight from the head of `source`'s ring when the
+   * matcher holds nothing that could come before it (Matcher.quietFor): the message a receive
+   * for exactly (source, tag) would get, without the receive, its promise and the matching.
+   * Returns it, or undefined (not at the head yet), or null (not this way: post a receive).
+   */
+  takeFrom(ctx: number, source: number, tag: number): IncomingMessage | undefined | null {
+    const memory = this.ivcom;
+    // --verify checks a trailer the deliver upcall strips (verify.ts): those go the usual way.
+    if (memory?.take === undefined || this.verify !== undefined || this.failure !== undefined) return null;
+    const ep = this.route(source);
+    if (ep === null || ep.caps.latencyClass !== 'memory' || !this.matcher(ctx).quietFor(source, tag)) return null;
+    const m = memory.take(source, ctx, tag);
+    if (m === undefined) return undefined;
+    if (m.ctx !== ctx || m.tag !== tag || m.codec > CODEC_MAX) {
+      // Not what the head looked like a moment ago (the peer rewrote it): the usual way.
+      this.arrive(m);
+      return null;
+    }
+    if ((m.ctx & 1) === 1) this.calls.arrived(m);
+    m.seq = this.seq++;
+    return m;
   }
 
   private route(peer: number): Endpoint | null {

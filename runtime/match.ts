@@ -266,6 +266,17 @@ export class Matcher {
   /** Blocking probes: they match without consuming, so every one that fits is told. */
   private probes: Request[] = [];
 
+  /**
+   * Whether the next message to arrive from `source` with `tag` would be the one a receive for
+   * exactly (source, tag) gets: nothing of theirs queued, and no receive or probe posted that
+   * could take it first.
+   */
+  quietFor(source: number, tag: number): boolean {
+    if (this.posted.size !== 0 || this.probes.length !== 0) return false;
+    const q = this.unexpected.queue(source, tag);
+    return q === undefined || q.length === 0;
+  }
+
   get pendingReceives(): number {
     return this.posted.size + this.probes.length;
   }

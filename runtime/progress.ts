@@ -4,7 +4,7 @@
 
 import os from 'node:os';
 import type { PeerInfo } from '../transport/bootstrap/protocol.js';
-import type { Transport } from '../transport/transport.js';
+import type { IncomingMessage, Transport } from '../transport/transport.js';
 import { OutOfRangeError } from './errors.js';
 import { Outcome } from './outcome.js';
 import { RunQueue } from './run-queue.js';
@@ -198,17 +198,9 @@ export class Progress {
    * that would have ended within a spin anyway, and lets the step go on inside the same call.
    */
   waitNow(req: Settles): boolean {
-    if (this.memory.length === 0) return false;
-    if (this.turnDue()) {
-      // The event loop is owed a turn: wait the usual way, after it.
-      if (!this.spinScheduled) {
-        this.spinScheduled = true;
-        setImmediate(this.spinAfterTurn);
-      }
-      return false;
-    }
+    if (this.memory.length === 0 || this.owesTurn()) return false;
     const now = performance.now();
-    const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs < WAIT_NOW_MS ? this.spinBudgetMs : WAIT_NOW_MS;
+    const budget = this.waitNowBudget(now);
     this.pollFor(now + budget, budget, req);
     if (req.outcome === Outcome.Pending) {
       this.awaited = req.source;
@@ -217,6 +209,64 @@ export class Progress {
     }
     this.paidOff();
     return true;
+  }
+
+  /**
+   * waitNow() for a message a collective step takes straight from its peer's ring
+   * (Engine.takeFrom, `take`): looks at that ring head between polls, with waitNow's budget.
+   * Returns the message; undefined when the budget ran out, the event loop is owed a turn, or
+   * the message came the usual way meanwhile (a poll delivered it): then post the receive and
+   * let the usual spin take over. Null: it did not wait (ranks outnumber cores, where waiting
+   * for the take gained nothing: docs/performance.md, stop 26); wait for the receive instead.
+   */
+  waitTake(take: () => IncomingMessage | undefined | null, source: number): IncomingMessage | undefined | null {
+    if (this.crowded) return null;
+    if (this.memory.length === 0 || this.owesTurn()) return undefined;
+    const t = this.memory;
+    const now = performance.now();
+    const budget = this.waitNowBudget(now);
+    const deadline = now + budget;
+    const clockEvery = budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
+    for (let i = 0; ; ) {
+      const m = take();
+      if (m !== undefined) {
+        if (m === null) return undefined;
+        this.paidOff();
+        return m;
+      }
+      let n = 0;
+      for (const tr of t) n += tr.poll!();
+      if (n !== 0) continue;
+      if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
+      i++;
+    }
+    this.awaited = source;
+    return undefined;
+  }
+
+  /** If the event loop is owed a turn, the spin is scheduled after it (and true: do not spin here). */
+  private owesTurn(): boolean {
+    if (!this.turnDue()) return false;
+    if (!this.spinScheduled) {
+      this.spinScheduled = true;
+      setImmediate(this.spinAfterTurn);
+    }
+    return true;
+  }
+
+  /** How long a wait inside a call spins: WAIT_NOW_MS at most, nothing under run-queue pressure. */
+  private waitNowBudget(now: number): number {
+    return this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs < WAIT_NOW_MS ? this.spinBudgetMs : WAIT_NOW_MS;
+  }
+
+  /**
+   * Crowded: one look of a wait, yielding the CPU — unless the awaited peer works (a poll that
+   * kept the CPU is quick and bounded by the transport, KEEP_CPU_POLLS): then false, not a look.
+   */
+  private relaxed(awaited: number): boolean {
+    let gave = false;
+    for (const tr of this.memory) if (tr.relax?.(awaited) !== false) gave = true;
+    return gave;
   }
 
   private readonly spin = (): void => {
@@ -260,13 +310,7 @@ export class Progress {
         continue;
       }
       if (moved !== 0 && until === undefined) break;
-      if (relax) {
-        // A poll that kept the CPU (the awaited peer works) is quick and bounded by the
-        // transport (KEEP_CPU_POLLS): it is not one of the few looks a crowded wait takes.
-        let gave = false;
-        for (const tr of t) if (tr.relax?.(until !== undefined ? until.source : this.awaited) !== false) gave = true;
-        if (!gave) continue;
-      }
+      if (relax && !this.relaxed(until !== undefined ? until.source : this.awaited)) continue;
       if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
       i++;
     }

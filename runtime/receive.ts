@@ -11,6 +11,8 @@ import { announcedBytes } from './rendezvous.js';
 import type { Engine } from './engine.js';
 import { AbortError, TruncateError } from './errors.js';
 import type { Envelope, Matcher, Request } from './match.js';
+import type { Posted } from './collectives/port.js';
+import type { IncomingMessage } from '../transport/transport.js';
 import { Outcome } from './outcome.js';
 
 export interface Status {
@@ -178,6 +180,32 @@ export class Receive implements Request {
         return { byteLength: n, codec: env.codec };
       }
     }
+  }
+}
+
+/**
+ * A collective step's message taken straight from a ring (Engine.takeFrom), as the step's
+ * Posted: complete already, decoded here as a receive would have decoded it.
+ */
+export class Taken implements Posted {
+  readonly outcome: Outcome;
+  readonly value: unknown = undefined;
+  private readonly failure: Error | undefined = undefined;
+  private settled: Promise<unknown> | undefined = undefined;
+
+  constructor(m: IncomingMessage, engine: Engine) {
+    try {
+      this.value = decode(m.codec, m.payload, m.source, engine.shapes);
+      this.outcome = Outcome.Value;
+    } catch (err) {
+      this.failure = err as Error;
+      this.outcome = Outcome.Failed;
+    }
+  }
+
+  /** Made only when asked for: a step that goes on at once never awaits it. */
+  get promise(): Promise<unknown> {
+    return (this.settled ??= this.outcome === Outcome.Value ? Promise.resolve(this.value) : Promise.reject(this.failure));
   }
 }
 

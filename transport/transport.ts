@@ -127,6 +127,14 @@ export interface Transport {
    * Returns whether it gave the CPU away (false: it kept it, and the caller's poll was quick).
    */
   relax?(awaited?: number): boolean;
+  /**
+   * Memory transports only: the next message from `peer`, taken from the head of its channel
+   * without the deliver upcall, when that head is a whole small message with exactly this ctx
+   * and tag (undefined: nothing whole there yet, or another message). For a caller that knows
+   * nothing it holds could come before that message. The peer can rewrite the head between the
+   * look and the take: the caller checks ctx and tag of what it got, and delivers it otherwise.
+   */
+  take?(peer: number, ctx: number, tag: number): IncomingMessage | undefined;
   /** Memory transports only: the peers this side holds a channel with. */
   channelPeers?(): number[];
   /** Flush what was accepted, then release every resource. Idempotent. */

@@ -54,6 +54,27 @@ describe('ivcom channel', () => {
     expect(b.fails).toEqual([]);
   });
 
+  it('takes the head message without the deliver upcall only when it is whole, small and exactly (ctx, tag)', () => {
+    const { a, b } = makePair({ rankA: 3, rankB: 7, ringBytes: 16 * 1024, chunkBytes: 1024 });
+    expect(b.ch.take(11, 5)).toBeUndefined(); // nothing there
+    a.ch.send(msg(pattern(24, 1), 5, 11, 2, 3));
+    a.ch.send(msg(pattern(8, 2), 6, 11, 2, 3));
+    expect(b.ch.take(11, 6)).toBeUndefined(); // not the head
+    expect(b.ch.take(13, 5)).toBeUndefined(); // another context
+    const m = b.ch.take(11, 5)!;
+    expect([m.ctx, m.source, m.tag, m.codec]).toEqual([11, 3, 5, 2]);
+    expect(sameBytes(m.payload, pattern(24, 1))).toBe(true);
+    expect(b.got).toEqual([]); // taken, not delivered
+    // A message in fragments (larger than a chunk) is never taken, not even its head.
+    a.ch.send(msg(pattern(3000, 3), 7, 11, 2, 3));
+    expect(b.ch.take(11, 6)!.tag).toBe(6);
+    expect(b.ch.take(11, 7)).toBeUndefined();
+    expect(b.ch.poll()).toBe(1);
+    expect(sameBytes(b.got[0]!.payload, pattern(3000, 3))).toBe(true);
+    expect(a.fails).toEqual([]);
+    expect(b.fails).toEqual([]);
+  });
+
   it('never takes an older lap\'s bytes for a record: payloads full of magic words, 40 laps of a small ring', () => {
     // The consumer polls the magic word where the next record starts; what was there in an
     // older lap (here: payload words that equal the magic) must read as "nothing yet".

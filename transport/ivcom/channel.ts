@@ -253,6 +253,11 @@ export class IvcomChannel implements RingHost {
     return this.tx.pending !== 0 ? n + this.tx.pump(false) : n;
   }
 
+  /** The head message, when it is a whole small one with this ctx and tag (RxRing.take). */
+  take(ctx: number, tag: number): IncomingMessage | undefined {
+    return this.state === OPEN ? this.rx.take(ctx, tag) : undefined;
+  }
+
   /**
    * About to sleep: request a doorbell for new data (and for free space if sends wait), re-check
    * once, deliver what is there. Also what the doorbell watcher runs after draining the eventfd.

@@ -116,7 +116,41 @@ export class RxRing extends RingHalf {
     }
   }
 
-  private drainOnce(): number {
+  /**
+   * The head record, taken without the deliver upcall, when it is a whole message of at most
+   * SMALL_MAX bytes with this ctx and tag (a collective step waiting for exactly that message).
+   * The look at the head only decides whether to take it: drainOnce then reads and checks every
+   * header word again, once, and the caller compares what it got with what it asked for.
+   */
+  take(ctx: number, tag: number): IncomingMessage | undefined {
+    if (this.draining || this.cur !== undefined) return undefined;
+    let off = this.cons & this.mask;
+    if (this.cap - off < RECORD_HEADER_BYTES) off = 0;
+    const w = wordAt(this.v.base + off);
+    // Acquire, as in drainOnce.
+    if (Atomics.load(this.i32, w + 1) !== RECORD_MAGIC) return undefined;
+    const h = this.hdr;
+    readHeaderWords(this.i32, w + 2, h);
+    if (h.ctx !== ctx || h.tag !== tag || (h.flags & FRAG_MASK) !== FRAG_MASK || h.total > SMALL_MAX) return undefined;
+    this.draining = true;
+    this.taking = true;
+    try {
+      this.drainOnce(1);
+    } finally {
+      this.draining = false;
+      this.taking = false;
+    }
+    const m = this.taken;
+    this.taken = undefined;
+    return m;
+  }
+
+  /** take() is running: the record drainOnce completes goes to `taken`, not to the deliver upcall. */
+  private taking = false;
+  private taken: IncomingMessage | undefined = undefined;
+
+  /** Delivers up to `records` records (-1: as many as are published, up to a ring's worth). */
+  private drainOnce(records = -1): number {
     let cons = this.cons;
     const cap = this.cap;
     const i32 = this.i32;
@@ -125,7 +159,7 @@ export class RxRing extends RingHalf {
     let budget = cap;
     let delivered = 0;
     try {
-      while (budget > 0) {
+      while (budget > 0 && records-- !== 0) {
         let off = cons & this.mask;
         const toEnd = cap - off;
         // Implicit wrap: no header fits in the tail, so the producer put the record at the start.
@@ -226,6 +260,10 @@ export class RxRing extends RingHalf {
         if (flags & FRAG_LAST) {
           this.cur = undefined;
           delivered++;
+          if (this.taking) {
+            this.taken = { ctx, source, tag, codec, payload: dest, seq: 0 };
+            return delivered;
+          }
           this.deliverCb({ ctx, source, tag, codec, payload: dest, seq: 0 });
           if (!this.host.open) return delivered; // closed from inside deliver
         } else {

@@ -7,6 +7,7 @@ import { closeSync } from 'node:fs';
 import type {
   Capabilities,
   Endpoint,
+  IncomingMessage,
   OutgoingMessage,
   SharedWords,
   Transport,
@@ -184,6 +185,16 @@ export class IvcomTransport implements Transport {
       this.markCpu(CPU_WORKING);
     }
     return n;
+  }
+
+  take(peer: number, ctx: number, tag: number): IncomingMessage | undefined {
+    const m = this.peers.get(peer)?.channel?.take(ctx, tag);
+    if (m !== undefined && this.hinting) {
+      // As poll() does when something arrived: this rank works now, and will most likely send.
+      this.keptCpu = 0;
+      this.markCpu(CPU_WORKING);
+    }
+    return m;
   }
 
   /**

@@ -126,6 +126,9 @@ export class Engine {
     }
     if ((m.ctx & 1) === 1) this.calls.arrived(m);
     m.seq = this.seq++;
+    // As a receive's completion: a wait that a sleep ended tunes the spin budget (and a take
+    // that ends none must not leave that sleep's start behind for the next receive to misjudge).
+    this.progress.completed();
     return m;
   }
 

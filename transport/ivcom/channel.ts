@@ -255,7 +255,10 @@ export class IvcomChannel implements RingHost {
 
   /** The head message, when it is a whole small one with this ctx and tag (RxRing.take). */
   take(ctx: number, tag: number): IncomingMessage | undefined {
-    return this.state === OPEN ? this.rx.take(ctx, tag) : undefined;
+    if (this.state !== OPEN) return undefined;
+    // A rank that looks at its rings is awake, as in poll(): the peer need not ring.
+    this.rx.unarm();
+    return this.rx.take(ctx, tag);
   }
 
   /**

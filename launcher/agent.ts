@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Socket } from 'node:net';
 import {
@@ -30,7 +30,7 @@ import { NetnsDomains } from './domains/netns.js';
 import { forwardLines } from './output.js';
 import { TIED } from './tie.js';
 import { allocatorEnv } from './allocator.js';
-import { withYoungGeneration } from './young-generation.js';
+import { withRankFlags, type HostLoad } from './v8-flags.js';
 import { allowedCpus, bindPrefix, cpuPerRank } from './binding.js';
 import { RankDoor } from './rank-door.js';
 import { BUILD_HINT } from '../kmod/build-hint.js';
@@ -99,6 +99,11 @@ export class HostAgent {
     private readonly grants: GrantBroker | undefined,
     private readonly domains: NetnsDomains | undefined,
   ) {}
+
+  /** This host's ranks and cores: which V8 flags its node ranks get (v8-flags.ts). */
+  private get load(): HostLoad {
+    return { ranks: this.spec.ranks.length, cores: availableParallelism() };
+  }
 
   /** Where a rank that a wrapper cut off from fds 3 and 4 comes back (absent without the addon). */
   private door: RankDoor | undefined;
@@ -177,7 +182,7 @@ export class HostAgent {
     // Tied to the agent (the runtime also leaves when its control channel closes). nsenter
     // execs, so the agent stays the parent that the tie refers to.
     const group = ownGroup();
-    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...group.prefix, ...(cpu === undefined ? [] : bindPrefix(cpu)), ...withYoungGeneration(spec.command, spec.env)];
+    const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...group.prefix, ...(cpu === undefined ? [] : bindPrefix(cpu)), ...withRankFlags(spec.command, spec.env, this.load)];
     const grantFd = this.grants?.rankFd(rank);
     const stdio: Array<'pipe' | 'ignore' | number> = [rank === 0 && spec.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'];
     if (grantFd !== undefined) stdio.push(grantFd);
@@ -214,7 +219,7 @@ export class HostAgent {
     const vm = this.domains?.vm(domain);
     const cmd = splitNodeCommand(spec.command);
     if (typeof cmd === 'string') throw new Error(cmd);
-    const node = withYoungGeneration([cmd.node, ...cmd.flags], spec.env);
+    const node = withRankFlags([cmd.node, ...cmd.flags], spec.env, this.load);
     const launch = ownGroup();
     const [file, ...args] = [...(vm?.enter ?? []), ...TIED, ...launch.prefix, ...node, THREAD_HOST, cmd.script, ...cmd.args];
     const withStdin = spec.stdin && ranks.includes(0);

@@ -259,16 +259,6 @@ export class Progress {
     return this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs < WAIT_NOW_MS ? this.spinBudgetMs : WAIT_NOW_MS;
   }
 
-  /**
-   * Crowded: one look of a wait, yielding the CPU — unless the awaited peer works (a poll that
-   * kept the CPU is quick and bounded by the transport, KEEP_CPU_POLLS): then false, not a look.
-   */
-  private relaxed(awaited: number): boolean {
-    let gave = false;
-    for (const tr of this.memory) if (tr.relax?.(awaited) !== false) gave = true;
-    return gave;
-  }
-
   private readonly spin = (): void => {
     this.spinScheduled = false;
     let moved = 0;
@@ -310,7 +300,13 @@ export class Progress {
         continue;
       }
       if (moved !== 0 && until === undefined) break;
-      if (relax && !this.relaxed(until !== undefined ? until.source : this.awaited)) continue;
+      if (relax) {
+        // A poll that kept the CPU (the awaited peer works) is quick and bounded by the
+        // transport (KEEP_CPU_POLLS): it is not one of the few looks a crowded wait takes.
+        let gave = false;
+        for (const tr of t) if (tr.relax?.(until !== undefined ? until.source : this.awaited) !== false) gave = true;
+        if (!gave) continue;
+      }
       if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
       i++;
     }

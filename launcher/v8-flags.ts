@@ -10,20 +10,24 @@
 //   the cores from the spinning ranks (docs/launcher.md). A scavenge costs by what survives, not
 //   by the space's size; the price is address space, and memory only as far as the program
 //   allocates.
-// - The optimizing compiler on the rank's own thread (`--no-concurrent-recompilation`) when the
-//   host's ranks take every core. V8 compiles hot functions on helper threads; with no core to
-//   spare, a compile job preempts a rank, and the peer waiting for that rank spins through the
+// - The optimizing compiler and the garbage collector on the rank's own thread
+//   (`--no-concurrent-recompilation --single-threaded-gc`) when the host's ranks take every core.
+//   V8 compiles hot functions, marks, sweeps and frees pages on helper threads; with no core to
+//   spare, a helper's job preempts a rank, and the peer waiting for that rank spins through the
 //   rest of its time slice: a tail of steps taking milliseconds (docs/performance.md, stop 26).
-//   On the rank's thread the same compile costs the rank, once, what it costs the pair at every
-//   preemption. With a core to spare the helper threads run there, and the default stays.
+//   On the rank's thread the same work costs the rank, once, what it costs the pair at every
+//   preemption. With a core to spare the helper threads run there, and V8's defaults stay.
 
 import { isNodeBinary } from './program.js';
 
 /** MiB per semi-space: V8's default maximum on 64-bit hosts, so the space starts where it may grow to. */
 export const YOUNG_SEMI_SPACE_MB = 16;
 const SEMI_SPACE_FLAG = /--(?:min|max)[-_]semi[-_]space[-_]size|--semi[-_]space[-_]growth[-_]factor/;
-export const NO_CONCURRENT_RECOMPILATION = '--no-concurrent-recompilation';
-const RECOMPILATION_FLAG = /--(?:no[-_])?concurrent[-_]recompilation\b/;
+/** With every core taken by a rank: V8's helper threads' work, each flag unless the user chose on the matter. */
+export const FULL_HOST_FLAGS: ReadonlyArray<readonly [flag: string, users: RegExp]> = [
+  ['--no-concurrent-recompilation', /--(?:no[-_])?(?:concurrent[-_]recompilation|single[-_]threaded)(?![-_\w])/],
+  ['--single-threaded-gc', /--(?:no[-_])?single[-_]threaded(?:[-_]gc)?(?![-_\w])/],
+];
 
 /** The ranks of one host and its cores (os.availableParallelism(): the CPUs ivrun may use). */
 export interface HostLoad {
@@ -43,6 +47,6 @@ export function withRankFlags(
   const user = (flag: RegExp) => flag.test(env.NODE_OPTIONS ?? '') || args.some((a) => flag.test(a));
   const flags: string[] = [];
   if (!user(SEMI_SPACE_FLAG)) flags.push(`--min-semi-space-size=${YOUNG_SEMI_SPACE_MB}`);
-  if (load.ranks >= load.cores && !user(RECOMPILATION_FLAG)) flags.push(NO_CONCURRENT_RECOMPILATION);
+  if (load.ranks >= load.cores) for (const [flag, users] of FULL_HOST_FLAGS) if (!user(users)) flags.push(flag);
   return [program!, ...flags, ...args];
 }

@@ -12,18 +12,18 @@ import { fixture, IVRUN, ivrun, processesWith, ranksRunning } from '../helpers/j
 const P2P = fixture('p2p.js');
 
 describe('ivrun', () => {
-  it('starts node ranks with a young generation that does not scavenge every megabyte, and the optimizing compiler on their own thread when they take every core, unless told otherwise', async () => {
-    const SHOW = 'console.log(process.execArgv.filter((a) => /^--.*(semi-space|recompilation)/.test(a)).join(" "), require("v8").getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size >> 20)';
+  it('starts node ranks with a young generation that does not scavenge every megabyte, and V8\'s compiler and collector on their own thread when they take every core, unless told otherwise', async () => {
+    const SHOW = 'console.log(process.execArgv.filter((a) => /^--.*(semi-space|recompilation|single-threaded)/.test(a)).join(" "), require("v8").getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size >> 20)';
     const cores = availableParallelism();
     const full = await ivrun(['-n', String(cores), 'node', '-e', SHOW]);
     expect(full.code).toBe(0);
-    expect(full.stdout.trim().split('\n')).toEqual(Array(cores).fill('--min-semi-space-size=16 --no-concurrent-recompilation 16'));
+    expect(full.stdout.trim().split('\n')).toEqual(Array(cores).fill('--min-semi-space-size=16 --no-concurrent-recompilation --single-threaded-gc 16'));
     if (cores > 1) {
       const roomy = await ivrun(['-n', '1', 'node', '-e', SHOW]);
       expect(roomy.stdout.trim()).toBe('--min-semi-space-size=16 16');
     }
-    const theirs = await ivrun(['-n', String(cores), 'node', '--max-semi-space-size=2', '--concurrent-recompilation', '-e', SHOW]);
-    expect(theirs.stdout.trim().split('\n')[0]).toMatch(/^--max-semi-space-size=2 --concurrent-recompilation \d+$/);
+    const theirs = await ivrun(['-n', String(cores), 'node', '--max-semi-space-size=2', '--concurrent-recompilation', '--no-single-threaded-gc', '-e', SHOW]);
+    expect(theirs.stdout.trim().split('\n')[0]).toMatch(/^--max-semi-space-size=2 --concurrent-recompilation --no-single-threaded-gc \d+$/);
   });
   // A group of its own (what ivrun signals), but no session of its own: a session is also a
   // scheduling autogroup, and ranks in groups of their own do not yield a shared core to each other.

@@ -4,10 +4,10 @@
 // srun for the others). Policy — who failed, when the job ends — is the job's, not the agent's.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { availableParallelism, hostname } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { availableParallelism, hostname } from 'node:os';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Socket } from 'node:net';
 import {
@@ -98,12 +98,12 @@ export class HostAgent {
     private readonly events: AgentEvents,
     private readonly grants: GrantBroker | undefined,
     private readonly domains: NetnsDomains | undefined,
-  ) {}
+  ) {
+    this.load = { ranks: spec.ranks.length, cores: availableParallelism() };
+  }
 
   /** This host's ranks and cores: which V8 flags its node ranks get (v8-flags.ts). */
-  private get load(): HostLoad {
-    return { ranks: this.spec.ranks.length, cores: availableParallelism() };
-  }
+  private readonly load: HostLoad;
 
   /** Where a rank that a wrapper cut off from fds 3 and 4 comes back (absent without the addon). */
   private door: RankDoor | undefined;

@@ -144,14 +144,13 @@ function tooDeep(what: string, cause?: unknown): UnserializableError {
  * alignment allows it, otherwise the bytes are copied once. `peer` is the sender (world rank):
  * records are read with the shapes it announced (`shapes`), and errors name it.
  */
-export function decode(codec: number, bytes: Uint8Array, peer: number, shapes: PeerShapes | undefined): unknown {
+export function decode(codec: number, bytes: Uint8Array, peer: number, shapes: PeerShapes): unknown {
   switch (codec) {
     case Codec.Msgpack:
     case Codec.MsgpackPlain:
     case Codec.MsgpackShaped:
       try {
         if (codec === Codec.MsgpackShaped) {
-          if (shapes === undefined) throw new Error('records of object shapes, and no shapes to read them with');
           const reader = shapes.reader(peer);
           return bytes.byteLength <= ON_HEAP_MAX ? unpackSmall(reader, bytes) : reader.unpack(bytes);
         }

@@ -114,9 +114,16 @@ describe('--ranks-as threads', () => {
   });
 
   it('leaves nothing behind when ivrun itself is SIGKILLed', async () => {
+    // Once, when every rank has joined: stdout arrives in chunks, and a second kill after
+    // ivrun has been reaped would throw ESRCH outside the test.
+    let seen = '';
+    let killed = false;
     const r = await ivrun([...THREADS, '-n', '3', '--oversubscribe', 'node', P2P, 'joined'], {
       onStdout: (text, pid) => {
-        if ((text.match(/joined \d/g) ?? []).length > 0) setTimeout(() => process.kill(pid, 'SIGKILL'), 300);
+        seen += text;
+        if (killed || (seen.match(/joined \d/g) ?? []).length < 3) return;
+        killed = true;
+        setTimeout(() => process.kill(pid, 'SIGKILL'), 300);
       },
     });
     expect(r.signal).toBe('SIGKILL');

@@ -120,6 +120,21 @@ export function ranksRunning(needle: string): number[] {
   return found;
 }
 
+/**
+ * Sends `signal` to `pid` after `ms`. A process that has already ended is not an error here
+ * (ESRCH would otherwise surface as an uncaught exception outside any test): the test's own
+ * assertions on the job's status say what went wrong.
+ */
+export function signalLater(pid: number, signal: NodeJS.Signals, ms: number): void {
+  setTimeout(() => {
+    try {
+      process.kill(pid, signal);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
+  }, ms);
+}
+
 export interface RunOptions {
   env?: Record<string, string>;
   timeoutMs?: number;

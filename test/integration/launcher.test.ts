@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fixture, IVRUN, ivrun, processesWith, ranksRunning } from '../helpers/job.js';
+import { fixture, IVRUN, ivrun, processesWith, ranksRunning, signalLater } from '../helpers/job.js';
 
 const P2P = fixture('p2p.js');
 
@@ -153,7 +153,7 @@ describe('ivrun', () => {
         seen += text;
         if (asked || (seen.match(/joined/g) ?? []).length < 3) return;
         asked = true;
-        setTimeout(() => process.kill(pid, 'SIGUSR1'), 300);
+        signalLater(pid, 'SIGUSR1', 300);
       },
     });
     // Printed twice: once for SIGUSR1 (the job went on), once at the timeout.
@@ -164,7 +164,7 @@ describe('ivrun', () => {
 
   it('passes SIGTERM to every rank and leaves nothing behind', async () => {
     const r = await ivrun(['-n', '3', 'node', P2P, 'hang'], {
-      onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGTERM'), 1500),
+      onSpawn: (pid) => signalLater(pid, 'SIGTERM', 1500),
     });
     expect(r.code).toBe(143);
     expect(r.stderr).toMatch(/received SIGTERM/);
@@ -173,7 +173,7 @@ describe('ivrun', () => {
 
   it('leaves no rank behind when ivrun itself is SIGKILLed', async () => {
     const r = await ivrun(['-n', '3', 'node', P2P, 'hang'], {
-      onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGKILL'), 1500),
+      onSpawn: (pid) => signalLater(pid, 'SIGKILL', 1500),
     });
     expect(r.signal).toBe('SIGKILL');
     expect(r.leftovers).toEqual([]);

@@ -4,7 +4,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { fixture, IVRUN, ivrun } from '../helpers/job.js';
+import { fixture, IVRUN, ivrun, signalLater } from '../helpers/job.js';
 
 const P2P = fixture('p2p.js');
 const COLL = fixture('collectives.js');
@@ -107,15 +107,14 @@ describe('--ranks-as threads', () => {
 
   it('passes SIGTERM on and leaves nothing behind', async () => {
     const r = await ivrun([...THREADS, '-n', '3', '--oversubscribe', 'node', P2P, 'hang'], {
-      onSpawn: (pid) => setTimeout(() => process.kill(pid, 'SIGTERM'), 1500),
+      onSpawn: (pid) => signalLater(pid, 'SIGTERM', 1500),
     });
     expect(r.code).toBe(143);
     expect(r.leftovers).toEqual([]);
   });
 
   it('leaves nothing behind when ivrun itself is SIGKILLed', async () => {
-    // Once, when every rank has joined: stdout arrives in chunks, and a second kill after
-    // ivrun has been reaped would throw ESRCH outside the test.
+    // Once, when every rank has joined (stdout comes in chunks; one kill per chunk used to be sent).
     let seen = '';
     let killed = false;
     const r = await ivrun([...THREADS, '-n', '3', '--oversubscribe', 'node', P2P, 'joined'], {
@@ -123,7 +122,7 @@ describe('--ranks-as threads', () => {
         seen += text;
         if (killed || (seen.match(/joined \d/g) ?? []).length < 3) return;
         killed = true;
-        setTimeout(() => process.kill(pid, 'SIGKILL'), 300);
+        signalLater(pid, 'SIGKILL', 300);
       },
     });
     expect(r.signal).toBe('SIGKILL');

@@ -121,18 +121,21 @@ export function ranksRunning(needle: string): number[] {
 }
 
 /**
- * Sends `signal` to `pid` after `ms`. A process that has already ended is not an error here
- * (ESRCH would otherwise surface as an uncaught exception outside any test): the test's own
+ * Sends `signal` to `pid` if it still runs. A process that has already ended is not an error
+ * here (ESRCH would otherwise surface as an uncaught exception outside any test): the test's own
  * assertions on the job's status say what went wrong.
  */
+export function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+  }
+}
+
+/** signalIfAlive() after `ms`. */
 export function signalLater(pid: number, signal: NodeJS.Signals, ms: number): void {
-  setTimeout(() => {
-    try {
-      process.kill(pid, signal);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
-    }
-  }, ms);
+  setTimeout(() => signalIfAlive(pid, signal), ms);
 }
 
 export interface RunOptions {
@@ -174,13 +177,7 @@ export async function ivrun(args: string[], opts: RunOptions = {}): Promise<JobR
   const ms = performance.now() - t0;
   // Give the kernel a moment to reap whatever was killed at the very end.
   const leftovers = await settledLeftovers(id, marker, opts.graceMs);
-  for (const pid of processesWith(marker)) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // raced with its exit
-    }
-  }
+  for (const pid of processesWith(marker)) signalIfAlive(pid, 'SIGKILL');
   return { code, signal, stdout, stderr, ms, leftovers };
 }
 

@@ -2,7 +2,7 @@
 // when every rank of a hanging job is ready to be killed.
 
 import { readFileSync } from 'node:fs';
-import { processesWith, type JobResult } from './job.js';
+import { processesWith, signalIfAlive, type JobResult } from './job.js';
 
 /** One rank's WHERE line. */
 export interface Where {
@@ -61,5 +61,5 @@ export function killNewestRank(_ivrunPid: number, marker: string): void {
   });
   const victim = ranks.sort((a, b) => a - b).pop();
   if (victim === undefined) throw new Error(`no rank of the job (${marker}) to kill`);
-  process.kill(victim, 'SIGKILL');
+  signalIfAlive(victim, 'SIGKILL');
 }

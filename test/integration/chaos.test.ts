@@ -7,7 +7,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { fixture, ivrun, jobLeftovers, processesWith, rankOf, segmentsOf } from '../helpers/job.js';
+import { fixture, ivrun, jobLeftovers, processesWith, rankOf, segmentsOf, signalIfAlive } from '../helpers/job.js';
 import { rng } from '../helpers/rng.js';
 
 const SOAK = fixture('soak.js');
@@ -61,7 +61,7 @@ describe('chaos', () => {
         onSpawn: () => {
           void victimOf(jobId, !args.includes('tcp')).then((v) => {
             victim = v;
-            process.kill(v.pid, 'SIGKILL');
+            signalIfAlive(v.pid, 'SIGKILL');
           });
         },
       });
@@ -85,7 +85,7 @@ describe('chaos', () => {
         onSpawn: (ivrunPid) => {
           void victimOf(jobId, !args.includes('tcp')).then(() => {
             alive = jobLeftovers(jobId, `IVCOM_TEST_MARK=${jobId}`);
-            process.kill(ivrunPid, 'SIGKILL');
+            signalIfAlive(ivrunPid, 'SIGKILL');
           });
         },
       });

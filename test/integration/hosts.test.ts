@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { clusterEnv, requireCluster } from '../helpers/cluster-info.js';
-import { fixture, IVRUN, ivrun, processesWith, ranksRunning, type JobResult, type RunOptions } from '../helpers/job.js';
+import { fixture, IVRUN, ivrun, processesWith, ranksRunning, signalIfAlive, type JobResult, type RunOptions } from '../helpers/job.js';
 import { killNewestRank, wheres, whenReady } from '../helpers/where.js';
 
 const DOMAINS = fixture('domains.js');
@@ -227,7 +227,7 @@ describe('Slurm', () => {
           continue; // exited since it was listed (a short-lived helper of the job)
         }
         if (cmdline.startsWith(`${process.execPath}\0${IVRUN}\0-x\0`)) {
-          process.kill(pid, 'SIGKILL');
+          signalIfAlive(pid, 'SIGKILL');
           killed.push(pid);
         }
       }

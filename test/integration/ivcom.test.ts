@@ -104,9 +104,9 @@ describe('ivcom transport', () => {
       onSpawn: () => {
         setTimeout(() => {
           // ranks are busy passing tokens over ivcom: kill one outright
-          import('../helpers/job.js').then(({ ranksRunning }) => {
+          import('../helpers/job.js').then(({ ranksRunning, signalIfAlive }) => {
             const victim = ranksRunning(`${P2P}\0ring`).sort((a, b) => a - b)[2];
-            if (victim) process.kill(victim, 'SIGKILL');
+            if (victim) signalIfAlive(victim, 'SIGKILL');
           });
         }, 2000);
       },

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fixture, IVRUN, ivrun, processesWith, ranksRunning, signalLater } from '../helpers/job.js';
+import { fixture, IVRUN, ivrun, processesWith, ranksRunning, signalIfAlive, signalLater } from '../helpers/job.js';
 
 const P2P = fixture('p2p.js');
 
@@ -99,7 +99,7 @@ describe('ivrun', () => {
         setTimeout(() => {
           // Kill rank 2 from outside, like the OOM killer would.
           const victim = ranksRunning(`${P2P}\0hang`).sort((a, b) => a - b).pop();
-          if (victim) process.kill(victim, 'SIGKILL');
+          if (victim) signalIfAlive(victim, 'SIGKILL');
         }, 1500);
       },
     });

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fixture, ivrun } from '../helpers/job.js';
+import { fixture, ivrun, signalIfAlive } from '../helpers/job.js';
 
 const P2P = fixture('p2p.js');
 const WRAP = fixture('wrap.js');
@@ -40,7 +40,7 @@ describe('ranks started through a wrapper', () => {
         seen += text;
         if (killed || !seen.includes('joined 0') || !seen.includes('joined 1')) return;
         killed = true;
-        process.kill(pid, 'SIGKILL');
+        signalIfAlive(pid, 'SIGKILL');
       },
     });
     expect(r.signal).toBe('SIGKILL');

@@ -95,10 +95,18 @@ export class Engine {
   readonly rendezvous: Rendezvous;
 
   matcher(ctx: number): Matcher {
+    // Most messages and receives are on the context of the one before (a program's world
+    // communicator): that one is kept at hand, without a hash lookup.
+    if (ctx === this.lastCtx) return this.lastMatcher!;
     let m = this.matchers.get(ctx);
     if (m === undefined) this.matchers.set(ctx, (m = new Matcher()));
+    this.lastCtx = ctx;
+    this.lastMatcher = m;
     return m;
   }
+
+  private lastCtx = -1;
+  private lastMatcher: Matcher | undefined = undefined;
 
   /** Which transport carries traffic to a world rank (the truth behind comm.transportTo). */
   transportName(peer: number): TransportName {
@@ -384,6 +392,10 @@ export class Engine {
     const m = this.matchers.get(ctx);
     if (m === undefined) return;
     this.matchers.delete(ctx);
+    if (ctx === this.lastCtx) {
+      this.lastCtx = -1;
+      this.lastMatcher = undefined;
+    }
     for (const r of m.drainPosted()) {
       r.fail?.(
         new StateError(`rank ${this.rank}: the communicator of this receive was freed (comm.free()) before a message matched it`, { rank: this.rank }),

@@ -177,19 +177,35 @@ class TagQueues<T> {
 
 /** source → tag → FIFO. Sources with nothing queued go once there are many, so wildcard searches stay short. */
 class Table<T extends { seq: number }> {
+  /** The sources that have a table, for walking them (wildcards, snapshots). */
   private readonly bySource = new Map<number, TagQueues<T>>();
+  /**
+   * The same tables at index source + 1 (ANY is -1; sources are ranks, checked before they get
+   * here): the lookup every message and receive makes is an array load, not a hash lookup.
+   */
+  private readonly at: Array<TagQueues<T> | undefined> = [];
   size = 0;
 
+  private tagsOf(source: number): TagQueues<T> | undefined {
+    return this.at[source + 1];
+  }
+
   push(source: number, tag: number, v: T): void {
-    let tags = this.bySource.get(source);
-    if (tags === undefined) this.bySource.set(source, (tags = new TagQueues()));
+    let tags = this.tagsOf(source);
+    if (tags === undefined) {
+      tags = new TagQueues();
+      this.bySource.set(source, tags);
+      // Grown one slot at a time, so the array stays dense (holes would make it a dictionary).
+      while (this.at.length <= source + 1) this.at.push(undefined);
+      this.at[source + 1] = tags;
+    }
     tags.obtain(tag).push(v);
     tags.size++;
     this.size++;
   }
 
   queue(source: number, tag: number): Fifo<T> | undefined {
-    return this.bySource.get(source)?.get(tag);
+    return this.tagsOf(source)?.get(tag);
   }
 
   /** The oldest entry stored under a (source, tag) pattern, where ANY in the pattern is a wildcard. */
@@ -209,7 +225,7 @@ class Table<T extends { seq: number }> {
       }
     };
     if (source !== ANY) {
-      const tags = this.bySource.get(source);
+      const tags = this.tagsOf(source);
       if (tags === undefined) return undefined;
       if (tag !== ANY) consider(tags.get(tag), source, tag);
       else for (let i = 0; i < tags.slots; i++) consider(tags.queueAt(i), source, tags.tagAt(i));
@@ -237,11 +253,14 @@ class Table<T extends { seq: number }> {
 
   private taken(q: Fifo<T>, source: number, tag: number): void {
     this.size--;
-    const tags = this.bySource.get(source)!;
+    const tags = this.tagsOf(source)!;
     tags.size--;
     if (q.length > 0) return;
     tags.emptied(tag);
-    if (tags.size === 0 && this.bySource.size > KEEP_SOURCES) this.bySource.delete(source);
+    if (tags.size === 0 && this.bySource.size > KEEP_SOURCES) {
+      this.bySource.delete(source);
+      this.at[source + 1] = undefined;
+    }
   }
 
   /** The head of the first non-empty queue whose tag `test` accepts (no copies: a cheap scan). */

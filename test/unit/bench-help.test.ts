@@ -8,7 +8,7 @@ import { ROOT } from '../helpers/job.js';
 const BENCH = path.join(ROOT, 'dist/apps/bench');
 
 describe('bench --help', () => {
-  it.each(['run', 'natural', 'pingpong', 'collectives', 'stream', 'idle', 'ring-micro', 'wake-floor', 'startup'])('%s.js --help prints its usage and exits 0', (name) => {
+  it.each(['run', 'natural', 'pingpong', 'collectives', 'stream', 'idle', 'ring-micro', 'match-micro', 'wake-floor', 'startup'])('%s.js --help prints its usage and exits 0', (name) => {
     const r = spawnSync(process.execPath, [path.join(BENCH, `${name}.js`), '--help'], { encoding: 'utf8', timeout: 20_000 });
     expect(r.status).toBe(0);
     expect(r.stdout.length).toBeGreaterThan(80);

@@ -136,6 +136,35 @@ describe('Matcher', () => {
     m.post({ ...req(2, 6, got), into: new Uint8Array(100) });
     expect(m.claim(2, 6, 50)).toBeUndefined();
   });
+  it('finds the messages and receives of a source whose emptied table went and came back', () => {
+    // More sources than the matcher keeps when they have nothing queued: emptying a table drops
+    // it, and the source's next message or receive must be seen by exact and wildcard lookups.
+    const m = new Matcher();
+    const got: Envelope[] = [];
+    const SOURCES = 12;
+    for (let round = 0; round < 3; round++) {
+      for (let s = 0; s < SOURCES; s++) m.arrive(env(s, 5, s));
+      for (let s = 0; s < SOURCES; s++) m.post(req(s, 5, got));
+      expect(m.unexpectedCount).toBe(0);
+      // Back again: found by ANY_SOURCE (a walk over the sources) and by an exact receive.
+      for (let s = 0; s < SOURCES; s++) m.arrive(env(s, 6, s));
+      for (let s = 0; s < SOURCES / 2; s++) m.post(req(ANY, 6, got));
+      for (let s = SOURCES / 2; s < SOURCES; s++) m.post(req(s, 6, got));
+      expect(m.unexpectedCount).toBe(0);
+      // Receives first this time: a posted table that went and came back.
+      for (let s = 0; s < SOURCES; s++) m.post(req(s, 7, got));
+      for (let s = 0; s < SOURCES; s++) m.arrive(env(s, 7, s));
+      expect(m.pendingReceives).toBe(0);
+    }
+    expect(got.map((e) => `${e.source}/${e.tag}`)).toEqual(
+      Array.from({ length: 3 }, () => [
+        ...Array.from({ length: SOURCES }, (_, s) => `${s}/5`),
+        ...Array.from({ length: SOURCES }, (_, s) => `${s}/6`),
+        ...Array.from({ length: SOURCES }, (_, s) => `${s}/7`),
+      ]).flat(),
+    );
+  });
+
   it('matches as a plain list would while tags come and go, past the scanned tags and back', () => {
     // A reference: every posted receive and queued message in one list, the oldest that fits wins.
     const fits = (r: { source: number; tag: number }, e: Envelope) => (r.source === ANY || r.source === e.source) && (r.tag === ANY || r.tag === e.tag);

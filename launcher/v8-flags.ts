@@ -24,7 +24,7 @@ import { isNodeBinary } from './program.js';
 export const YOUNG_SEMI_SPACE_MB = 16;
 const SEMI_SPACE_FLAG = /--(?:min|max)[-_]semi[-_]space[-_]size|--semi[-_]space[-_]growth[-_]factor/;
 /** With every core taken by a rank: V8's helper threads' work, each flag unless the user chose on the matter. */
-export const FULL_HOST_FLAGS: ReadonlyArray<readonly [flag: string, users: RegExp]> = [
+const FULL_HOST_FLAGS: ReadonlyArray<readonly [flag: string, users: RegExp]> = [
   ['--no-concurrent-recompilation', /--(?:no[-_])?(?:concurrent[-_]recompilation|single[-_]threaded)(?![-_\w])/],
   ['--single-threaded-gc', /--(?:no[-_])?single[-_]threaded(?:[-_]gc)?(?![-_\w])/],
 ];

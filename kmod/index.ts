@@ -113,7 +113,7 @@ export const unixAccept: (fd: number) => number | null = addon.unixAccept;
 export const unixConnect: (name: string) => number = addon.unixConnect;
 /** SIGKILL this process when its parent dies (PR_SET_PDEATHSIG); false: the parent is gone already. */
 export const dieWithParent: () => boolean = addon.dieWithParent;
-/** One message: up to 8 fds (SCM_RIGHTS) and up to 4096 bytes. May block if the peer's queue is full. */
+/** One message: up to 64 fds (SCM_RIGHTS) and up to 4096 bytes. May block if the peer's queue is full. */
 export const sendFds: (sock: number, fds: number[], data: Uint8Array) => void = addon.sendFds;
 /** Non-blocking receive of one message; null when nothing is queued. */
 export const recvFds: (sock: number) => ReceivedGrant | null = addon.recvFds;

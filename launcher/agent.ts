@@ -59,6 +59,8 @@ export interface GrantBroker {
   rankFd(rank: number): number | undefined;
   /** `from` asked for a channel to `to`. */
   request(from: number, to: number): void;
+  /** `rank` asked for its host group (every rank of the host, one segment). */
+  requestGroup(rank: number): void;
   /** Called after spawning: the launcher's copies of the rank ends can go. */
   spawned(rank: number): void;
   /**
@@ -316,6 +318,12 @@ export class HostAgent {
 
   private onMessage(st: LocalRank, m: RankMessage): void {
     if (m.op === 'hello') st.tokenSpent = true;
+    if (m.op === 'group') {
+      if (!st.started) this.events.failed(st.rank, 'asked for its host group before the job started', 1);
+      else if (!this.grants) this.events.failed(st.rank, 'asked for its host group but this ivrun has no grant broker', 1);
+      else this.grants.requestGroup(st.rank);
+      return;
+    }
     if (m.op !== 'grant') {
       this.events.message(st.rank, m);
       return;

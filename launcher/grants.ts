@@ -4,6 +4,7 @@
 // named in /dev/shm; the memory is gone once both ranks are.
 
 import * as kmod from '../kmod/index.js';
+import { GROUP_MAX_RANKS, groupBytes } from '../transport/ivcom/group-layout.js';
 import { segmentBytes } from '../transport/ivcom/layout.js';
 import type { GrantBroker } from './agent.js';
 
@@ -74,6 +75,38 @@ export class KmodGrantBroker implements GrantBroker {
       kmod.closeFd(seg);
       kmod.closeFd(bellA);
       kmod.closeFd(bellB);
+    }
+  }
+
+  /** Whether the host group was made (and pushed to every rank of the host). */
+  private grouped = false;
+
+  /**
+   * The host group: one segment and a doorbell per rank of this host, made on the first request
+   * and pushed at once to every rank of the host (as a pair's grant goes to both ranks), so this
+   * broker keeps no copy.
+   */
+  requestGroup(rank: number): void {
+    if (this.closed || this.grouped || !this.local.has(rank)) return;
+    const ranks = [...this.local].sort((a, b) => a - b);
+    // A rank asks only when ivrun chose the host group for a job of one host, which has at most
+    // GROUP_MAX_RANKS ranks (runtime/engine.ts); one that asks anyway gets nothing.
+    if (ranks.length < 2 || ranks.length > GROUP_MAX_RANKS) return;
+    this.grouped = true;
+    const fds = [kmod.segmentCreate(`ivcom-${this.jobId}-group`, groupBytes(ranks.length))];
+    try {
+      for (let i = 0; i < ranks.length; i++) fds.push(kmod.eventfdCreate());
+      const what = Buffer.from(JSON.stringify({ group: ranks }));
+      for (const r of ranks) {
+        try {
+          const pair = this.pairs.get(r);
+          if (pair !== undefined) kmod.sendFds(pair[0], fds, what);
+        } catch {
+          // The rank is gone (EPIPE): its peers learn that from the supervisor.
+        }
+      }
+    } finally {
+      for (const fd of fds) kmod.closeFd(fd);
     }
   }
 

@@ -128,6 +128,11 @@ export interface Transport {
    */
   relax?(awaited?: number): boolean;
   /**
+   * Memory transports only: this host's group segment, where small collectives of a job that
+   * runs on one host meet (ivcom/group.ts). Asked for on the first call.
+   */
+  hostGroup?(): Promise<import('./ivcom/group.js').HostGroup>;
+  /**
    * Memory transports only: the next message from `peer`, taken from the head of its channel
    * without the deliver upcall, when that head is a whole small message with exactly this ctx
    * and tag (undefined: nothing whole there yet, or another message). For a caller that knows

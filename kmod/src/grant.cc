@@ -19,7 +19,8 @@ namespace ivcom {
 
 namespace core {
 
-constexpr size_t kMaxGrantFds = 8;
+// A host group's grant: its segment and one doorbell per rank of the host (transport/ivcom/group.ts).
+constexpr size_t kMaxGrantFds = 64;
 constexpr size_t kMaxGrantBytes = 4096;
 
 int SocketPair(int out[2], const char** failed) {
@@ -217,7 +218,7 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   int rc = core::RecvFds(sock, buf, sizeof buf, &r, &failed);
   if (rc < 0) {
     ThrowErrno(env, -rc, failed,
-               rc == -EMSGSIZE ? "grant exceeds 8 fds or 4096 bytes; received fds were closed"
+               rc == -EMSGSIZE ? "grant exceeds 64 fds or 4096 bytes; received fds were closed"
                : rc == -EPROTO ? "malformed control message; received fds were closed"
                                : "");
     return env.Undefined();

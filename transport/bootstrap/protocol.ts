@@ -56,6 +56,8 @@ export type TransportMode = 'auto' | 'tcp' | 'ivcom';
 export type RankMessage =
   | { op: 'hello'; rank: number; pid: number; host: string; port: number }
   | { op: 'grant'; peer: number }
+  /** The host group's segment and doorbells (transport/ivcom/group.ts). */
+  | { op: 'group' }
   /** `lostPeer`: the rank failed because that peer vanished, so that peer's own end is the cause. */
   | { op: 'abort'; code: number; reason: string; lostPeer?: number }
   /** `rings`: the peers this rank shared a ring with; each saw it closed after its last message. */

@@ -5,17 +5,20 @@
 
 import * as kmod from '../../kmod/index.js';
 import type { Grant, GrantSource } from './grant.js';
+import { GROUP_MAX_RANKS, type GroupGrant } from './group-layout.js';
 
 export class GrantClient implements GrantSource {
   private cb: ((g: Grant) => void) | undefined;
   private readonly watcher: kmod.FdWatcher;
   private early: Grant[] = [];
+  private groupCb: ((g: GroupGrant) => void) | undefined;
 
   constructor(
     private readonly fd: number,
     private readonly size: number,
     private readonly ask: (peer: number) => void,
     private readonly onError: (err: Error) => void,
+    private readonly askGroup?: () => void,
   ) {
     this.watcher = new kmod.FdWatcher(fd, () => this.drain());
     this.watcher.unref();
@@ -24,6 +27,14 @@ export class GrantClient implements GrantSource {
 
   request(peer: number): void {
     this.ask(peer);
+  }
+
+  requestGroup(): void {
+    this.askGroup?.();
+  }
+
+  onGroup(cb: (g: GroupGrant) => void): void {
+    this.groupCb = cb;
   }
 
   onGrant(cb: (g: Grant) => void): void {
@@ -47,6 +58,12 @@ export class GrantClient implements GrantSource {
         this.close();
         return;
       }
+      const group = this.parseGroup(m);
+      if (group !== undefined) {
+        if (this.groupCb !== undefined) this.groupCb(group);
+        else for (const fd of m.fds) kmod.closeFd(fd);
+        continue;
+      }
       const g = this.parse(m);
       if (g === undefined) {
         for (const fd of m.fds) kmod.closeFd(fd);
@@ -56,6 +73,23 @@ export class GrantClient implements GrantSource {
       if (this.cb) this.cb(g);
       else this.early.push(g);
     }
+  }
+
+  /** A host group grant: `{ group: [world ranks, ascending] }` with the segment and one doorbell per rank. */
+  private parseGroup(m: kmod.ReceivedGrant): GroupGrant | undefined {
+    let d: { group?: unknown };
+    try {
+      d = JSON.parse(m.data.toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    const ranks = d?.group;
+    if (!Array.isArray(ranks) || ranks.length < 2 || ranks.length > GROUP_MAX_RANKS || m.fds.length !== ranks.length + 1) return undefined;
+    for (let i = 0; i < ranks.length; i++) {
+      const r: unknown = ranks[i];
+      if (typeof r !== 'number' || !Number.isInteger(r) || r < 0 || r >= this.size || (i > 0 && r <= ranks[i - 1])) return undefined;
+    }
+    return { ranks: ranks as number[], segmentFd: m.fds[0]!, bellFds: m.fds.slice(1) };
   }
 
   private parse(m: kmod.ReceivedGrant): Grant | undefined {

@@ -23,4 +23,7 @@ export interface GrantSource {
   request(peer: number): void;
   /** Register the (single) grant handler. Grants may arrive unrequested. */
   onGrant(cb: (g: Grant) => void): void;
+  /** Ask the launcher for this host's group (group.ts); it arrives once, through onGroup. */
+  requestGroup?(): void;
+  onGroup?(cb: (g: import('./group-layout.js').GroupGrant) => void): void;
 }

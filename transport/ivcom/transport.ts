@@ -16,6 +16,7 @@ import type {
 import { BootstrapError, IvcomError, OutOfRangeError, StateError } from '../errors.js';
 import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions, type CopyBytes } from './channel.js';
 import type { Grant, GrantSource } from './grant.js';
+import { HostGroup, type GroupGrant } from './group.js';
 import {
   CPU_OFF,
   CPU_POLLING,
@@ -151,6 +152,49 @@ export class IvcomTransport implements Transport {
       maxFrame: chunk,
     });
     this.grants.onGrant((g) => this.onGrant(g));
+    this.grants.onGroup?.((g) => this.onGroup(g));
+  }
+
+  private group: Promise<HostGroup> | undefined;
+  private groupMapped: HostGroup | undefined;
+  private groupArrived: { resolve: (g: HostGroup) => void; reject: (e: Error) => void } | undefined;
+
+  /**
+   * This host's group segment (group.ts), asked for on the first call unless another rank's
+   * request brought it already. Only ranks whose whole job runs on this host with at most
+   * GROUP_MAX_RANKS ranks may ask: the launcher answers nobody else.
+   */
+  hostGroup(): Promise<HostGroup> {
+    if (this.group === undefined) {
+      if (this.grants.requestGroup === undefined) return Promise.reject(new StateError(`ivcom: rank ${this.rank}: no host group here`, { rank: this.rank }));
+      this.group = new Promise<HostGroup>((resolve, reject) => (this.groupArrived = { resolve, reject }));
+      this.grants.requestGroup();
+    }
+    return this.group;
+  }
+
+  /** The group arrives at every rank of the host once one asked (unasked too): kept until asked for. */
+  private onGroup(g: GroupGrant): void {
+    if (this.closing !== undefined || this.groupMapped !== undefined) {
+      this.closeFdQuiet(g.segmentFd);
+      for (const fd of g.bellFds) this.closeFdQuiet(fd);
+      return;
+    }
+    const waiter = this.groupArrived;
+    this.groupArrived = undefined;
+    try {
+      this.groupMapped = new HostGroup(g, this.rank);
+      if (waiter !== undefined) waiter.resolve(this.groupMapped);
+      else this.group = Promise.resolve(this.groupMapped);
+    } catch (err) {
+      const e = new BootstrapError(`ivcom: rank ${this.rank} got an unusable host group grant: ${(err as Error).message}`, { rank: this.rank, cause: err });
+      if (waiter !== undefined) waiter.reject(e);
+      else {
+        this.group = Promise.reject(e);
+        this.group.catch(() => {});
+      }
+      this.upcalls.fail(e);
+    }
   }
 
   endpoint(peer: number): Endpoint {
@@ -438,6 +482,7 @@ export class IvcomTransport implements Transport {
       this.releaseFds(st);
     }
     this.channels = [];
+    this.groupMapped?.close();
     this.closed = true;
   }
 

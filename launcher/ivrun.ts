@@ -3,7 +3,7 @@
 // exits with 0 only when every rank did.
 
 import { readFileSync, statSync } from 'node:fs';
-import { totalmem } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
@@ -15,7 +15,7 @@ import { isLocalHost, parseHostfile, parseHostList, type HostSlots } from './hos
 import { slurmAllocation, srunLauncher } from './hosts/slurm.js';
 import { parseSshArgs, SSH_ARGS_ENV, sshLauncher } from './hosts/ssh.js';
 import { Job } from './job.js';
-import { LOCAL_ONLY, makePlan, type PlanHost } from './plan.js';
+import { LOCAL_ONLY, makePlan, type Plan, type PlanHost } from './plan.js';
 import { allowedCpus, cpuPerRank } from './binding.js';
 import { OutputFiles } from './output-files.js';
 import { ringMemoryWarning } from './ring-memory.js';
@@ -54,6 +54,25 @@ function parserMessage(msg: string): string {
   const missing = /^Not enough arguments following: (\S+)$/.exec(msg);
   if (missing !== null) return `${missing[1]!.length === 1 ? '-' : '--'}${missing[1]} needs a value`;
   return msg;
+}
+
+/** The environment variable --host-slots falls back to. */
+const HOST_SLOTS_ENV = 'IVCOM_HOST_SLOTS';
+const HOST_SLOTS_MODES = ['auto', 'on', 'off'];
+
+/**
+ * Whether the job's small world collectives meet in the host group (runtime/host-slots.ts):
+ * decided here, once, so that every rank takes the same way. `auto`: only when the whole job
+ * runs on this machine with more ranks than its cores, where one round with one wait beats
+ * rounds of messages (docs/performance.md, stop 28).
+ */
+function hostSlotsFor(given: string | undefined, plan: Plan, launcherFor: (h: PlanHost) => string[] | undefined): boolean {
+  const from = given !== undefined ? '--host-slots' : HOST_SLOTS_ENV;
+  const mode = (given ?? process.env[HOST_SLOTS_ENV] ?? 'auto').trim().toLowerCase() || 'auto';
+  if (!HOST_SLOTS_MODES.includes(mode)) usageError(`${from} must be one of ${HOST_SLOTS_MODES.join(', ')}, got '${given ?? process.env[HOST_SLOTS_ENV]}'`);
+  if (mode === 'off' || plan.hosts.length !== 1) return false;
+  if (mode === 'on') return true;
+  return launcherFor(plan.hosts[0]!) === undefined && plan.size > availableParallelism();
 }
 
 function usageError(msg: string): never {
@@ -105,6 +124,10 @@ async function main(): Promise<void> {
       choices: ['on', 'off'] as const,
       default: 'on' as const,
       describe: 'on: a large message between ranks of one host is copied once, straight from the sender\'s memory into the receiver\'s (process_vm_readv, where the kernel allows it); off: always streamed through the shared ring',
+    })
+    .option('host-slots', {
+      type: 'string',
+      describe: `auto: when ranks outnumber this machine's cores, the world communicator's small allreduces and barriers meet in one shared segment of the host (one round, one wait) instead of rounds of messages; on: whenever the whole job runs on one host; off: always messages (default: $${HOST_SLOTS_ENV}, else auto; docs/collectives.md)`,
     })
     .option('verify', {
       type: 'boolean',
@@ -318,6 +341,7 @@ async function main(): Promise<void> {
     isolation: argv.isolation,
     ringBytes,
     singleCopy: argv['single-copy'] === 'on',
+    hostSlots: hostSlotsFor(one(argv['host-slots'], '--host-slots'), plan, launcher),
     launcherFor: launcher,
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => job.signal(sig));

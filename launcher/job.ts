@@ -32,6 +32,8 @@ export interface JobOptions {
   ringBytes: number;
   /** Large messages between co-resident ranks are copied once, process to process (--single-copy). */
   singleCopy: boolean;
+  /** The world communicator's small collectives meet in the host group's slots (--host-slots). */
+  hostSlots: boolean;
   /** argv that runs a host's agent; undefined: the host is this machine. */
   launcherFor(host: PlanHost): string[] | undefined;
   /** Grace between SIGTERM and SIGKILL when the job is torn down. */
@@ -341,6 +343,7 @@ export class Job {
       transport: this.o.transport,
       ringBytes: this.o.ringBytes,
       singleCopy: this.o.singleCopy,
+      hostSlots: this.o.hostSlots,
       peers,
     });
     for (const r of this.ranks) r.host?.send(r.rank, start);

@@ -45,6 +45,11 @@ export class CollectiveCalls {
     private readonly rank: number,
     /** The matching state of a context, if it has any. */
     private readonly matcherOf: (ctx: number) => Matcher | undefined,
+    /**
+     * A call that posted no receive may wait elsewhere (the host group's slots): told of its
+     * mismatch here, it returns whether it took the error.
+     */
+    private readonly tellElsewhere: (a: ActiveCollective, err: Error) => boolean = () => false,
   ) {}
 
   /** A call starts: did messages of another call arrive for its slot before it? */
@@ -124,7 +129,7 @@ export class CollectiveCalls {
         told = true;
       }
     }
-    if (!told) this.untold.set(a, m);
+    if (!told && !this.tellElsewhere(a, err)) this.untold.set(a, m);
   }
 
   private error(a: ActiveCollective, m: Envelope | IncomingMessage, after = ''): CollectiveMismatchError {

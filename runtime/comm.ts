@@ -336,6 +336,8 @@ export class Comm {
         hostOf: (r) => peers[this.world(r)]!.node,
         recvInto: (into, source, tag) => this.post(cctx, source, tag, NO_OPTIONS, Yield.Piece, false, asBytes(into)),
         ended: (sig, ok) => this.callEnded(sig, ok),
+        // The world communicator only: its calls are the host group's one sequence.
+        slots: this.ctx === 0 ? this.engine.hostSlots : undefined,
       };
     }
     return this.portCache;

@@ -9,6 +9,8 @@ import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
 import { PeerLostError, StateError, TransportUnavailableError } from './errors.js';
 import { CollectiveCalls } from './calls.js';
+import { GROUP_MAX_RANKS } from '../transport/ivcom/group-layout.js';
+import { HostSlots } from './host-slots.js';
 import { ANY, Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
 import { Rendezvous } from './rendezvous.js';
@@ -42,6 +44,8 @@ export interface EngineInit {
    * must then be wrapped too (verifyingUpcalls).
    */
   verify?: Checksum;
+  /** ivrun --host-slots decided that the world's small collectives meet in the host group. */
+  hostSlots?: boolean;
 }
 
 export class Engine {
@@ -84,8 +88,30 @@ export class Engine {
       init.cma,
       init.verify,
     );
-    this.calls = new CollectiveCalls(this.rank, (ctx) => this.matchers.get(ctx));
+    this.calls = new CollectiveCalls(
+      this.rank,
+      (ctx) => this.matchers.get(ctx),
+      (a, err) => a.ctx === 0 && this.hostSlots?.abortCall(a, err) === true,
+    );
     this.shapes = new PeerShapes(init.rank, init.size);
+    this.hostSlots = this.slotsFor(init);
+  }
+
+  /**
+   * Small collectives of the world communicator through the host group (host-slots.ts), where
+   * ivrun says so (--host-slots, one decision for the whole job) and this rank can: the whole job
+   * on this host over shared memory, few enough ranks for one grant, and no --verify (which
+   * checksums every message; the slots carry none). Every rank decides alike from the same job.
+   */
+  readonly hostSlots: HostSlots | undefined;
+
+  private slotsFor(init: EngineInit): HostSlots | undefined {
+    const tr = init.ivcom;
+    if (tr?.hostGroup === undefined || init.mode === 'tcp' || init.verify !== undefined) return undefined;
+    if (init.hostSlots !== true || init.size < 2 || init.size > GROUP_MAX_RANKS) return undefined;
+    const host = init.peers[init.rank]?.node;
+    if (init.peers.length !== init.size || init.peers.some((p) => p.node !== host)) return undefined;
+    return new HostSlots(() => tr.hostGroup!(), this.progress, this.rank, this.gone);
   }
 
   /** The object shapes told to each peer and learned from each (plain values go as records of them). */
@@ -300,6 +326,7 @@ export class Engine {
     if (this.failure) return;
     this.failure = err;
     this.rendezvous.failAll(err);
+    this.hostSlots?.fail(err);
     const claimed = this.claimedBy.filter((r) => r !== undefined);
     for (let s = 0; s < this.claimedBy.length; s++) if (this.claimedBy[s] !== undefined) this.unclaim(s);
     for (const r of claimed) {
@@ -333,6 +360,7 @@ export class Engine {
     if (this.gone.has(peer) || peer === this.rank) return;
     this.gone.add(peer);
     this.rendezvous.peerClosed(peer);
+    this.hostSlots?.peerGone();
     for (const m of this.matchers.values()) {
       const { posted, probes } = m.snapshot();
       for (const r of posted) this.rejectIfUnsatisfiable(m, r);

@@ -81,7 +81,7 @@ async function start(): Promise<Comm> {
       ivcom !== undefined && kmod !== undefined && info.singleCopy
         ? new CrossMemory(kmod, (peer) => (engine!.transportName(peer) === 'ivcom' ? info.peers[peer]?.pid : undefined))
         : undefined;
-    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom, cma, verify });
+    engine = new Engine({ rank, size: info.size, peers: info.peers, mode: info.transport, bootstrap, tcp, ivcom, cma, verify, hostSlots: info.hostSlots });
     bootstrap.onPeerFinished((peer, ring) => engine!.peerFinished(peer, ring));
     bootstrap.reporter = () => engine!.report();
     tcp.join(Buffer.from(info.secret, 'base64'), info.peers);
@@ -116,7 +116,13 @@ async function sharedMemory(
   } catch {
     return undefined; // transportTo reports tcp; a forced --transport ivcom fails on first use
   }
-  const grants = new mods.client.GrantClient(grantFd, info.size, (peer) => bootstrap.send({ op: 'grant', peer }), upcalls.fail);
+  const grants = new mods.client.GrantClient(
+    grantFd,
+    info.size,
+    (peer) => bootstrap.send({ op: 'grant', peer }),
+    upcalls.fail,
+    () => bootstrap.send({ op: 'group' }),
+  );
   return new mods.ivcom.IvcomTransport({
     rank,
     grants,

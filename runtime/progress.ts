@@ -47,6 +47,17 @@ const WAIT_NOW_MS = 0.01;
 
 const ANY_PEER = -1;
 
+/** How Progress.waitFor() ended. */
+export const enum Waited {
+  Ready,
+  /** A poll delivered something: let its continuations run (a microtask), then wait on. */
+  Moved,
+  /** The event loop is owed a turn (FAIRNESS_MS): give it one, then wait on. */
+  TurnOwed,
+  /** The spin budget ran out: sleep. */
+  Spent,
+}
+
 /** What waitNow() waits for: a posted receive. */
 export interface Settles {
   readonly outcome: Outcome;
@@ -242,6 +253,44 @@ export class Progress {
     }
     this.awaited = source;
     return undefined;
+  }
+
+  /**
+   * waitNow() for a condition outside the transports (the host group's slots, host-slots.ts):
+   * polls `ready` and the memory transports, yielding the CPU between polls when ranks outnumber
+   * cores (the ranks it waits for need this core to get there), for the spin budget (the one a
+   * receive spins for before it sleeps: nothing but this spin stands between the wait and its
+   * doorbell). Stops as soon as a poll delivers something: its continuations (a receive the
+   * program awaits, a collective step) must run, and the awaited ranks may wait for them.
+   */
+  waitFor(ready: () => boolean): Waited {
+    if (ready()) return Waited.Ready;
+    if (this.owesTurn()) return Waited.TurnOwed;
+    const t = this.memory;
+    const relax = this.crowded;
+    const now = performance.now();
+    const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs;
+    const deadline = now + budget;
+    const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
+    let out = Waited.Spent;
+    for (let i = 0; ; i++) {
+      let n = 0;
+      for (const tr of t) n += tr.poll!();
+      if (ready()) {
+        out = Waited.Ready;
+        break;
+      }
+      if (n !== 0) {
+        out = Waited.Moved;
+        break;
+      }
+      if (relax) for (const tr of t) tr.relax?.(ANY_PEER);
+      if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
+    }
+    // Polling withdrew the doorbell requests (as poll() says): receives still pending need them
+    // back, or their peers' next writes would not ring while this rank sleeps.
+    if (this.holds > 0 && !this.spinScheduled) this.arm();
+    return out;
   }
 
   /** If the event loop is owed a turn, the spin is scheduled after it (and true: do not spin here). */

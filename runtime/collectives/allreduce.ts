@@ -113,6 +113,13 @@ export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: A
     if (into !== undefined) checkInto(p, data, into);
     const sig = p.signature;
     const tag = nextTagBase(p);
+    const slots = p.slots;
+    if (slots !== undefined) {
+      const k = red.builtin !== null ? red.kernelOf(data) : undefined;
+      if (slots.carries(data as AnyTypedArray, k)) return slots.allreduce(data as AnyTypedArray, red.builtin!, k!, into, sig) as Promise<T>;
+      // Every rank must take the same way: the slot round says if one carries its data there.
+      return slots.allreduceByMessages(sig).then(() => allreduceWith(p, data, red, tag, into));
+    }
     // Not inside an async function: its frame is most of what a small allreduce allocates.
     if (p.size > 1 && (p.size & (p.size - 1)) === 0) {
       const k = red.kernelOf(data);

@@ -18,8 +18,10 @@ export async function disseminationBarrier(p: CollPort, tag: number): Promise<vo
   }
 }
 
-export async function barrierImpl(p: CollPort, tag: number): Promise<void> {
+/** `sig`: the communicator's record of the call (the host group's slots check it against mismatches). */
+export async function barrierImpl(p: CollPort, tag: number, sig?: object): Promise<void> {
   if (p.size === 1) return;
+  if (p.slots !== undefined) return await p.slots.barrier(sig);
   if (p.size === 2) {
     // The dissemination barrier's one round, without its loop's async layer: that layer cost
     // more than the exchange itself (and a few hundred bytes of garbage per barrier).
@@ -40,5 +42,6 @@ export async function barrierImpl(p: CollPort, tag: number): Promise<void> {
 }
 
 export function barrier(p: CollPort): Promise<void> {
-  return barrierImpl(p, nextTagBase(p));
+  const sig = p.signature;
+  return barrierImpl(p, nextTagBase(p), sig);
 }

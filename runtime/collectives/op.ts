@@ -63,7 +63,9 @@ export type BuiltinOp = (typeof NAMED)[keyof typeof NAMED];
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type OpLike = BuiltinOp | ((a: any, b: any) => any);
 
-const BUILTINS: ReadonlySet<string> = new Set(Object.values(NAMED));
+/** The built-in ops in a fixed order (their index is their number where one is needed, host-slots.ts). */
+export const BUILTIN_OPS: readonly BuiltinOp[] = Object.values(NAMED);
+const BUILTINS: ReadonlySet<string> = new Set(BUILTIN_OPS);
 
 import { CTOR_OF_KIND, typedKind, type AnyTypedArray, type Kind } from '../typed.js';
 

@@ -59,6 +59,11 @@ export interface CollPort {
    * (no fresh pages, no extra copy). Ports without it are served by recv().
    */
   recvInto?(into: ArrayBufferView, source: number, tag: number): Promise<{ byteLength: number; codec: number }>;
+  /**
+   * Optional, the world communicator of a job on one host: its small collectives meet in the
+   * host group's slots (host-slots.ts) instead of passing messages.
+   */
+  readonly slots?: import('../host-slots.js').HostSlots;
   /** Optional: the call announced as `sig` has ended, `ok`: with a value (else it failed); see Signature.reportsEnd. */
   ended?(sig: Signature, ok: boolean): void;
 }

@@ -77,6 +77,8 @@ export type LauncherMessage =
       ringBytes: number;
       /** Large messages between ranks of one host may be copied process to process. */
       singleCopy: boolean;
+      /** The world communicator's small collectives meet in the host group (ivrun --host-slots). */
+      hostSlots: boolean;
       peers: PeerInfo[];
     }
   | { op: 'error'; message: string }

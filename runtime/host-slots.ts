@@ -1,0 +1,354 @@
+// Small collectives of a job that runs on one host, through the host group's slots
+// (transport/ivcom/group.ts; ivrun --host-slots): every rank publishes its part once and reads
+// everybody's, so an 8 B allreduce or a barrier is one round with one wait, not log2(p) rounds
+// of messages, each with its matching, its receive and its wake-up. Ranks outnumbering cores gain most: a rank
+// that gets the core finds every part that is there, instead of one partner's message per turn
+// (docs/performance.md, stop 28).
+//
+// Every rank reduces all the parts in rank order with the same kernel, so all get identical bits.
+// Calls run one at a time in call order (the slot's two buffers rely on it, group.ts).
+
+import { GROUP_DATA_BYTES, type Descriptor } from '../transport/ivcom/group-layout.js';
+import type { HostGroup } from '../transport/ivcom/group.js';
+import { CollectiveMismatchError, PeerLostError } from './errors.js';
+import { allocLike, BUILTIN_OPS, type Kernel } from './collectives/op.js';
+import { Waited, type Progress } from './progress.js';
+import { CTOR_OF_KIND, typedKind, type AnyTypedArray } from './typed.js';
+
+/** A settled promise: awaiting it is one microtask hop (what a delivered message's continuation needs). */
+const SETTLED = Promise.resolve();
+
+/** What a slot call is (Descriptor.kind). */
+const enum SlotKind {
+  Barrier = 1,
+  /** A small typed array with a built-in op: the data travels in the slot. */
+  Allreduce = 2,
+  /** Any other allreduce: the slot round only checks that every rank took this path too. */
+  AllreduceByMessages = 3,
+}
+
+/**
+ * Descriptor.op of an allreduce: the op's number times KIND_SPAN plus the typed kind's (numbers
+ * from 1, in the tables' own order, the same in every rank of a job).
+ */
+const OP_IDS: ReadonlyMap<string, number> = new Map(BUILTIN_OPS.map((o, i) => [o, i + 1]));
+const KIND_IDS: ReadonlyMap<string, number> = new Map([...CTOR_OF_KIND.keys()].map((k, i) => [k, i + 1]));
+const KIND_NAMES: readonly string[] = ['', ...CTOR_OF_KIND.keys()];
+const OP_NAMES: readonly string[] = ['', ...OP_IDS.keys()];
+/** More than the typed kinds there are. */
+const KIND_SPAN = 32;
+
+/** One call: what it says (its descriptor) and, for an allreduce in the slots, its data. */
+interface SlotCall {
+  readonly d: Descriptor;
+  /** The communicator's record of the call (port.signature), when it keeps one. */
+  readonly record?: object;
+  readonly data?: AnyTypedArray;
+  readonly kind?: string;
+  readonly kernel?: Kernel;
+  readonly into?: AnyTypedArray;
+}
+
+const BARRIER: Descriptor = { kind: SlotKind.Barrier, op: 0, bytes: 0 };
+const BY_MESSAGES: Descriptor = { kind: SlotKind.AllreduceByMessages, op: 0, bytes: 0 };
+
+export class HostSlots {
+  /** The group, once its grant is here (the first call waits for it). */
+  private group: HostGroup | undefined;
+  private arrived: Promise<HostGroup> | undefined;
+  /** The number of the last call started (the group's calls count from 1). */
+  private call = 0;
+  /** The call in progress, if any: later calls start after it. */
+  private busy: Promise<unknown> | undefined;
+  private failure: Error | undefined;
+  /** A sleeping wait's wake-up (the doorbell rang) and its way out (failure). */
+  private sleeper: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  /** The call in progress met another call's message (calls.ts): it ends with this. */
+  private callError: Error | undefined;
+  /** The record of the call in progress (between its publish and its end). */
+  private current: object | undefined;
+  /** Records of calls waiting for the one in progress, and the errors of those aborted meanwhile. */
+  private readonly queued = new Set<object>();
+  private readonly aborted = new WeakMap<object, Error>();
+  /** The first mismatch: the ranks' slot calls are out of step since (outOfStep()). */
+  private broken: Error | undefined;
+  /** Typed views of the slots' data regions, by kind (viewsOf()). */
+  private readonly views = new Map<string, AnyTypedArray[]>();
+  private readonly checkReady: () => boolean = () => this.callError !== undefined || this.complete(this.call);
+  private readonly turn = (r: () => void): void => void setImmediate(r);
+
+  constructor(
+    /** Asks for the group (the first call does: memory only for jobs that make collectives). */
+    private readonly ask: () => Promise<HostGroup>,
+    private readonly progress: Progress,
+    private readonly rank: number,
+    /** Peers that have finished (engine): a call they never joined can never complete. */
+    private readonly gone: ReadonlySet<number>,
+  ) {}
+
+  private arrival(): Promise<HostGroup> {
+    this.arrived ??= this.ask().then((g) => {
+      this.group = g;
+      g.wakeWith(() => this.sleeper?.resolve());
+      return g;
+    });
+    return this.arrived;
+  }
+
+  /** Whether allreduce(data) travels in the slots (else allreduceByMessages first). */
+  carries(data: AnyTypedArray, kernel: Kernel | undefined): boolean {
+    return kernel !== undefined && data.byteLength <= GROUP_DATA_BYTES;
+  }
+
+  /** allreduce of a small typed array with a built-in op: a fresh result, or `into`. */
+  allreduce<T extends AnyTypedArray>(data: T, op: string, kernel: Kernel, into: T | undefined, record: object | undefined): Promise<T> {
+    const kind = typedKind(data)!;
+    const d: Descriptor = { kind: SlotKind.Allreduce, op: OP_IDS.get(op)! * KIND_SPAN + KIND_IDS.get(kind)!, bytes: data.byteLength };
+    return this.run({ d, record, data, kind, kernel, into }) as Promise<T>;
+  }
+
+  /** The slot round an allreduce that goes by messages makes first: every rank must go that way. */
+  allreduceByMessages(record: object | undefined): Promise<void> {
+    return this.run({ d: BY_MESSAGES, record }) as Promise<void>;
+  }
+
+  barrier(record: object | undefined): Promise<void> {
+    return this.run({ d: BARRIER, record }) as Promise<void>;
+  }
+
+  /** The engine failed: the call waiting now, and every later one, reject with its cause. */
+  fail(err: Error): void {
+    this.failure ??= err;
+    this.sleeper?.reject(err);
+  }
+
+  /**
+   * The call `record` (the communicator's record of it, calls.ts) met another collective's
+   * message at its point: if it is this object's call in progress, or one queued behind it, it
+   * ends with `err` (true). False: it is not here (an allreduce past its slot round, in its
+   * messages).
+   */
+  abortCall(record: object, err: Error): boolean {
+    if (record === this.current) {
+      this.callError ??= err;
+      this.sleeper?.resolve();
+      return true;
+    }
+    if (this.queued.has(record)) {
+      this.aborted.set(record, err);
+      return true;
+    }
+    return false;
+  }
+
+  /** A peer finished: a sleeping call that it never joined rejects. */
+  peerGone(): void {
+    const s = this.sleeper;
+    if (s === undefined || this.group === undefined) return;
+    try {
+      this.checkPeers(this.group, this.call);
+    } catch (err) {
+      s.reject(err as Error);
+    }
+  }
+
+  /**
+   * Once the ranks' slot calls went out of step (a mismatch), which call meets which is no
+   * longer known: every later call fails at once, naming the first mismatch (docs/decisions.md,
+   * stop 28: with messages a program can go on after one).
+   */
+  private outOfStep(err: Error): Error {
+    this.broken ??= err;
+    return err;
+  }
+
+  private run(c: SlotCall): Promise<unknown> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.broken !== undefined) {
+      return Promise.reject(
+        new CollectiveMismatchError(
+          `rank ${this.rank}: the world communicator's collectives went out of step at an earlier call (${this.broken.message}); in the host group (ivrun --host-slots) they cannot go on after that: end the job, or run with --host-slots off`,
+          { rank: this.rank },
+        ),
+      );
+    }
+    const g = this.group;
+    if (g === undefined) {
+      // The grant's socket does not hold the event loop open; a call waiting for it does.
+      this.progress.hold();
+      const release = (): void => this.progress.release();
+      return this.arrival().finally(release).then(() => this.run(c));
+    }
+    const record = c.record;
+    if (this.busy !== undefined) {
+      if (record !== undefined) this.queued.add(record);
+      const again = (): Promise<unknown> => {
+        if (record !== undefined) {
+          this.queued.delete(record);
+          const err = this.aborted.get(record);
+          if (err !== undefined) return Promise.reject(err);
+        }
+        return this.run(c);
+      };
+      return this.busy.then(again, again);
+    }
+    try {
+      this.current = record;
+      const call = this.publish(g, c);
+      const w = this.progress.waitFor(this.checkReady);
+      if (w === Waited.Ready) return Promise.resolve(this.finish(g, call, c));
+      const p = this.waitAsync(g, call, w).then(
+        () => this.finish(g, call, c),
+        (err: unknown) => {
+          this.current = undefined;
+          throw err;
+        },
+      );
+      const busy = p.then(
+        () => {
+          if (this.busy === busy) this.busy = undefined;
+        },
+        () => {
+          if (this.busy === busy) this.busy = undefined;
+        },
+      );
+      this.busy = busy;
+      return p;
+    } catch (err) {
+      this.current = undefined;
+      return Promise.reject(err);
+    }
+  }
+
+  private publish(g: HostGroup, c: SlotCall): number {
+    const call = ++this.call;
+    if (c.data !== undefined) this.viewsOf(g, c.kind!)[g.me * 2 + (call & 1)]!.set(c.data as never);
+    g.publish(call, c.d);
+    return call;
+  }
+
+  /**
+   * Views of every slot's two data regions as `kind` (index slot * 2 + buffer), made once per
+   * kind: a view per part and call would be most of what a small allreduce allocates.
+   */
+  private viewsOf(g: HostGroup, kind: string): AnyTypedArray[] {
+    let v = this.views.get(kind);
+    if (v === undefined) {
+      const Ctor = CTOR_OF_KIND.get(kind)!;
+      const mem = g.buffer as unknown as ArrayBuffer;
+      v = [];
+      for (let j = 0; j < g.size; j++) {
+        for (let b = 0; b < 2; b++) v.push(new Ctor(mem, g.dataOffset(j, b), GROUP_DATA_BYTES / Ctor.BYTES_PER_ELEMENT));
+      }
+      this.views.set(kind, v);
+    }
+    return v;
+  }
+
+  /** Every rank's part of `call` is there. */
+  private complete(call: number): boolean {
+    const g = this.group!;
+    for (let j = 0; j < g.size; j++) if (j !== g.me && !g.arrived(j, call)) return false;
+    return true;
+  }
+
+  /** Checks every part against this rank's call, then reads the result. */
+  private finish(g: HostGroup, call: number, c: SlotCall): unknown {
+    this.current = undefined;
+    const aborted = this.callError;
+    if (aborted !== undefined) {
+      // Another rank made a different collective here. This call stays published (taking it
+      // back would race with the ranks reading it): the others meet it at their slot call and
+      // fail there, naming it.
+      this.callError = undefined;
+      throw this.outOfStep(aborted);
+    }
+    const mine = c.d;
+    for (let j = 0; j < g.size; j++) {
+      if (j === g.me) continue;
+      const d = g.descriptor(j, call);
+      if (d.kind !== mine.kind || d.op !== mine.op || d.bytes !== mine.bytes) {
+        throw this.outOfStep(
+          new CollectiveMismatchError(
+            `rank ${this.rank}: its ${describe(mine)} met rank ${g.ranks[j]}'s ${describe(d)} at the same point of the world communicator; every rank must make the same collective calls, with the same kind, length and op, in the same order`,
+            { rank: this.rank, peer: g.ranks[j] },
+          ),
+        );
+      }
+    }
+    if (c.data === undefined) return undefined;
+    // Every part in rank order, this rank's too from its slot (`into` may be `data`: in place).
+    const v = this.viewsOf(g, c.kind!);
+    const p = call & 1;
+    const n = c.data.length;
+    const out = c.into ?? allocLike(c.data, n);
+    const first = v[p]!;
+    for (let i = 0; i < n; i++) out[i] = first[i]!;
+    for (let j = 1; j < g.size; j++) c.kernel!(out, out, 0, v[j * 2 + p]!, 0, n);
+    return out;
+  }
+
+  /**
+   * Past the first spin (`w`: how it ended): let what the polls delivered run, or give the event
+   * loop the turn it is owed, and spin again; once a spin runs out, sleep on the doorbell until a
+   * publisher rings.
+   */
+  private async waitAsync(g: HostGroup, call: number, w: Waited): Promise<void> {
+    // Not progress.hold(): that says receives are pending, and the progress spin would poll the
+    // rings for them a whole budget long. The doorbell's watcher holds the loop while asleep.
+    try {
+      for (;;) {
+        if (w === Waited.Moved) await SETTLED;
+        else if (w === Waited.TurnOwed) await new Promise<void>(this.turn);
+        else {
+          g.sleep(call);
+          if (this.complete(call) || this.callError !== undefined) {
+            // Taken back, or a publisher took it first and its ring is on the way (a spare wake-up).
+            g.wakeUp(call);
+            return;
+          }
+          this.checkPeers(g, call);
+          g.holdOpen(true);
+          await new Promise<void>((resolve, reject) => (this.sleeper = { resolve, reject }));
+          this.sleeper = undefined;
+          g.holdOpen(false);
+        }
+        if (this.callError !== undefined) return;
+        this.checkPeers(g, call);
+        w = this.progress.waitFor(this.checkReady);
+        if (w === Waited.Ready) return;
+      }
+    } finally {
+      this.sleeper = undefined;
+      g.holdOpen(false);
+    }
+  }
+
+  /** Throws the failure, or PeerLost when a finished peer never joined `call`. */
+  private checkPeers(g: HostGroup, call: number): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.gone.size === 0) return;
+    for (let j = 0; j < g.size; j++) {
+      const peer = g.ranks[j]!;
+      if (j !== g.me && this.gone.has(peer) && !g.arrived(j, call)) {
+        throw new PeerLostError(
+          `rank ${this.rank}: a collective call on the world communicator can never complete: rank ${peer} has finalized or exited without making it`,
+          { rank: this.rank, peer },
+        );
+      }
+    }
+  }
+}
+
+function describe(d: Descriptor): string {
+  switch (d.kind) {
+    case SlotKind.Barrier:
+      return 'barrier';
+    case SlotKind.Allreduce:
+      return `allreduce of ${d.bytes} bytes (${KIND_NAMES[d.op % KIND_SPAN] ?? '?'}, Op.${OP_NAMES[Math.floor(d.op / KIND_SPAN)] ?? '?'})`;
+    case SlotKind.AllreduceByMessages:
+      return `allreduce of a value that is not a small typed array with a built-in op (over ${GROUP_DATA_BYTES} bytes, an object, or a custom op)`;
+    default:
+      return `unknown call (kind ${d.kind})`;
+  }
+}

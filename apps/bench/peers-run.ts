@@ -18,7 +18,8 @@
 // receives, and with the window's receives posted first (osu_bw); allreduce of 8 B and 1 MiB
 // with a fresh result (C: into a reused buffer, as osu_allreduce); 8 B allreduce over 4 ranks
 // on however many cores there are (Open MPI with --oversubscribe), ivcom also with
-// `--ranks-as threads` (column "ivcom threads").
+// `--ranks-as threads` (column "ivcom threads") and with `--host-slots off` (column "ivcom
+// messages": the default meets in the host group there, when ranks outnumber cores).
 
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -196,6 +197,20 @@ for (const t of transports) {
   });
 }
 if (transports.includes('ivcom')) {
+  // The crowded case once more by messages (--host-slots off): where ranks outnumber cores the
+  // default column's small collectives meet in the host group (docs/collectives.md).
+  programs.push({
+    column: 'ivcom messages',
+    ranks: [4],
+    run: (n, points) =>
+      parse(
+        `natural.js, ${n} ranks over ivcom, --host-slots off`,
+        spawnSync(process.execPath, [ivrun, '-n', String(n), '--host-slots', 'off', '--transport', 'ivcom', '--timeout', '400', 'node', natural, '--json', ...timing, ...points], {
+          encoding: 'utf8',
+          timeout: 450_000,
+        }),
+      ),
+  });
   // The crowded case once more with a host's ranks as threads of one process (opt-in; the
   // default column above is a process per rank).
   programs.push({
@@ -349,12 +364,14 @@ for (const t of tables) {
   }
 }
 {
-  // The opt-in mode against the peers too (the "vs" columns compare the default mode).
+  // The other modes against the peers too (the "vs" columns compare the default mode).
   const crowded = samples.get('4 allreduce 8');
-  const th = crowded?.get('ivcom threads');
-  for (const peer of ['Open MPI C', 'mpi4py']) {
-    const other = crowded?.get(peer);
-    if (th !== undefined && other !== undefined) console.log(`# table 5, ivcom threads vs ${peer}: ${speed('us', median(th), median(other))}`);
+  for (const mode of ['ivcom threads', 'ivcom messages']) {
+    const th = crowded?.get(mode);
+    for (const peer of ['Open MPI C', 'mpi4py']) {
+      const other = crowded?.get(peer);
+      if (th !== undefined && other !== undefined) console.log(`# table 5, ${mode} vs ${peer}: ${speed('us', median(th), median(other))}`);
+    }
   }
 }
 console.log(`\n# "vs X" = how many times faster ${ivcomCol} is than X (> 1: ${ivcomCol} faster; 0.10x: it takes 10x X's time)`);

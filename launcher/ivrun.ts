@@ -3,7 +3,7 @@
 // exits with 0 only when every rank did.
 
 import { readFileSync, statSync } from 'node:fs';
-import { availableParallelism, totalmem } from 'node:os';
+import { totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
@@ -58,21 +58,18 @@ function parserMessage(msg: string): string {
 
 /** The environment variable --host-slots falls back to. */
 const HOST_SLOTS_ENV = 'IVCOM_HOST_SLOTS';
-const HOST_SLOTS_MODES = ['auto', 'on', 'off'];
+const HOST_SLOTS_MODES = ['on', 'off'];
 
 /**
  * Whether the job's small world collectives meet in the host group (runtime/host-slots.ts):
- * decided here, once, so that every rank takes the same way. `auto`: only when the whole job
- * runs on this machine with more ranks than its cores, where one round with one wait beats
- * rounds of messages (docs/performance.md, stop 28).
+ * decided here, once, so that every rank takes the same way. Only a job that runs on one host
+ * can: the group is that host's memory.
  */
-function hostSlotsFor(given: string | undefined, plan: Plan, launcherFor: (h: PlanHost) => string[] | undefined): boolean {
+function hostSlotsFor(given: string | undefined, plan: Plan): boolean {
   const from = given !== undefined ? '--host-slots' : HOST_SLOTS_ENV;
-  const mode = (given ?? process.env[HOST_SLOTS_ENV] ?? 'auto').trim().toLowerCase() || 'auto';
+  const mode = (given ?? process.env[HOST_SLOTS_ENV] ?? 'on').trim().toLowerCase() || 'on';
   if (!HOST_SLOTS_MODES.includes(mode)) usageError(`${from} must be one of ${HOST_SLOTS_MODES.join(', ')}, got '${given ?? process.env[HOST_SLOTS_ENV]}'`);
-  if (mode === 'off' || plan.hosts.length !== 1) return false;
-  if (mode === 'on') return true;
-  return launcherFor(plan.hosts[0]!) === undefined && plan.size > availableParallelism();
+  return mode === 'on' && plan.hosts.length === 1;
 }
 
 function usageError(msg: string): never {
@@ -127,7 +124,7 @@ async function main(): Promise<void> {
     })
     .option('host-slots', {
       type: 'string',
-      describe: `auto: when ranks outnumber this machine's cores, the world communicator's small allreduces and barriers meet in one shared segment of the host (one round, one wait) instead of rounds of messages; on: whenever the whole job runs on one host; off: always messages (default: $${HOST_SLOTS_ENV}, else auto; docs/collectives.md)`,
+      describe: `on: when the whole job runs on one host, the world communicator's barriers and small allreduces meet in one shared segment of the host (one round, one wait) instead of rounds of messages; off: always messages (default: $${HOST_SLOTS_ENV}, else on; docs/collectives.md)`,
     })
     .option('verify', {
       type: 'boolean',
@@ -341,7 +338,7 @@ async function main(): Promise<void> {
     isolation: argv.isolation,
     ringBytes,
     singleCopy: argv['single-copy'] === 'on',
-    hostSlots: hostSlotsFor(one(argv['host-slots'], '--host-slots'), plan, launcher),
+    hostSlots: hostSlotsFor(one(argv['host-slots'], '--host-slots'), plan),
     launcherFor: launcher,
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => job.signal(sig));

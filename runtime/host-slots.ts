@@ -1,9 +1,9 @@
 // Small collectives of a job that runs on one host, through the host group's slots
 // (transport/ivcom/group.ts; ivrun --host-slots): every rank publishes its part once and reads
 // everybody's, so an 8 B allreduce or a barrier is one round with one wait, not log2(p) rounds
-// of messages, each with its matching, its receive and its wake-up. Ranks outnumbering cores gain most: a rank
-// that gets the core finds every part that is there, instead of one partner's message per turn
-// (docs/performance.md, stop 28).
+// of messages, each with its matching, its receive and its wake-up. Ranks outnumbering cores
+// gain most: a rank that gets the core finds every part that is there, instead of one partner's
+// message per turn (docs/performance.md, stop 28).
 //
 // Every rank reduces all the parts in rank order with the same kernel, so all get identical bits.
 // Calls run one at a time in call order (the slot's two buffers rely on it, group.ts).

@@ -18,8 +18,8 @@
 // receives, and with the window's receives posted first (osu_bw); allreduce of 8 B and 1 MiB
 // with a fresh result (C: into a reused buffer, as osu_allreduce); 8 B allreduce over 4 ranks
 // on however many cores there are (Open MPI with --oversubscribe), ivcom also with
-// `--ranks-as threads` (column "ivcom threads") and with `--host-slots off` (column "ivcom
-// messages": the default meets in the host group there, when ranks outnumber cores).
+// `--ranks-as threads` (column "ivcom threads"); the allreduces also with `--host-slots off`
+// (column "ivcom messages": the default meets in the host group, docs/collectives.md).
 
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -197,18 +197,18 @@ for (const t of transports) {
   });
 }
 if (transports.includes('ivcom')) {
-  // The crowded case once more by messages (--host-slots off): where ranks outnumber cores the
-  // default column's small collectives meet in the host group (docs/collectives.md).
+  // The allreduces once more by messages (--host-slots off): in the default column the world's
+  // small collectives of a one-host job meet in the host group (docs/collectives.md).
   programs.push({
     column: 'ivcom messages',
-    ranks: [4],
     run: (n, points) =>
       parse(
         `natural.js, ${n} ranks over ivcom, --host-slots off`,
-        spawnSync(process.execPath, [ivrun, '-n', String(n), '--host-slots', 'off', '--transport', 'ivcom', '--timeout', '400', 'node', natural, '--json', ...timing, ...points], {
-          encoding: 'utf8',
-          timeout: 450_000,
-        }),
+        spawnSync(
+          process.execPath,
+          [ivrun, '-n', String(n), '--host-slots', 'off', '--transport', 'ivcom', '--timeout', '400', 'node', natural, '--json', ...timing, ...points.filter((p) => p.startsWith('allreduce'))],
+          { encoding: 'utf8', timeout: 450_000 },
+        ),
       ),
   });
   // The crowded case once more with a host's ranks as threads of one process (opt-in; the
@@ -365,12 +365,17 @@ for (const t of tables) {
 }
 {
   // The other modes against the peers too (the "vs" columns compare the default mode).
-  const crowded = samples.get('4 allreduce 8');
-  for (const mode of ['ivcom threads', 'ivcom messages']) {
-    const th = crowded?.get(mode);
+  const rows: Array<[string, string, string]> = [
+    ['4 allreduce 8', 'table 5', 'ivcom threads'],
+    ['4 allreduce 8', 'table 5', 'ivcom messages'],
+    ['2 allreduce 8', 'table 4, 8 B', 'ivcom messages'],
+    ['2 allreduce 1048576', 'table 4, 1 MiB', 'ivcom messages'],
+  ];
+  for (const [key, where, mode] of rows) {
+    const mine = samples.get(key)?.get(mode);
     for (const peer of ['Open MPI C', 'mpi4py']) {
-      const other = crowded?.get(peer);
-      if (th !== undefined && other !== undefined) console.log(`# table 5, ${mode} vs ${peer}: ${speed('us', median(th), median(other))}`);
+      const other = samples.get(key)?.get(peer);
+      if (mine !== undefined && other !== undefined) console.log(`# ${where}, ${mode} vs ${peer}: ${speed('us', median(mine), median(other))}`);
     }
   }
 }

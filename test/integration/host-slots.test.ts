@@ -72,9 +72,9 @@ describe('collectives through the host group (ivrun --host-slots on)', () => {
   it('refuses a --host-slots or IVCOM_HOST_SLOTS it does not know, naming it', async () => {
     const flag = await ivrun(['-n', '2', '--host-slots', 'yes', 'node', COLL, 'all']);
     expect(flag.code).toBe(2);
-    expect(flag.stderr).toMatch(/--host-slots must be one of auto, on, off, got 'yes'/);
+    expect(flag.stderr).toMatch(/--host-slots must be one of on, off, got 'yes'/);
     const env = await ivrun(['-n', '2', 'node', COLL, 'all'], { env: { IVCOM_HOST_SLOTS: 'sometimes' } });
     expect(env.code).toBe(2);
-    expect(env.stderr).toMatch(/IVCOM_HOST_SLOTS must be one of auto, on, off, got 'sometimes'/);
+    expect(env.stderr).toMatch(/IVCOM_HOST_SLOTS must be one of on, off, got 'sometimes'/);
   });
 });

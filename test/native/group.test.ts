@@ -4,7 +4,8 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeFd, eventfdCreate, recvFds, segmentCreate, sendFds, socketPair } from '../../kmod/index.js';
-import { groupBytes, GROUP_DATA_BYTES, HostGroup } from '../../transport/ivcom/group.js';
+import { groupBytes, GROUP_DATA_BYTES } from '../../transport/ivcom/group-layout.js';
+import { HostGroup } from '../../transport/ivcom/group.js';
 
 const open: HostGroup[] = [];
 afterEach(() => {
@@ -32,11 +33,11 @@ describe('host group segment', () => {
   it('shows a publication with its descriptor and data to the other rank', () => {
     const { a, b } = pair();
     expect(b.arrived(0, 1)).toBe(false);
-    a.outbox(1).set([1, 2, 3]);
+    new Uint8Array(a.buffer, a.dataOffset(0, 1), 3).set([1, 2, 3]);
     a.publish(1, { kind: 2, op: 33, bytes: 3 });
     expect(b.arrived(0, 1)).toBe(true);
     expect({ ...b.descriptor(0, 1) }).toEqual({ kind: 2, op: 33, bytes: 3 });
-    expect([...b.data(0, 1, 3)]).toEqual([1, 2, 3]);
+    expect([...new Uint8Array(b.buffer, b.dataOffset(0, 1), 3)]).toEqual([1, 2, 3]);
     // A rank one call ahead still shows the call before (the two buffers).
     a.publish(2, { kind: 1, op: 0, bytes: 0 });
     expect(b.arrived(0, 1)).toBe(true);

@@ -2,29 +2,16 @@
 // small collective (an 8 B allreduce, a barrier) and reads everybody else's, instead of passing
 // log2(p) rounds of messages through the pair rings. Every rank writes only its own slot; the
 // launcher creates the memfd, one doorbell (eventfd) per rank, and hands all of them to every
-// rank of the host (launcher/grants.ts). Zero-filled is the valid initial state.
-//
-// A slot (SLOT_BYTES), each part on its own cache lines:
-//   +0    seq    i32, the number of the owner's last published call (0: none yet)
-//   +4    sleep  i32, the call the owner sleeps on (0: awake); the owner sets it, a publisher
-//                clears it (compare-exchange) just before it rings the owner's doorbell
-//   +64   buffer 0, +64+BUF_BYTES buffer 1: call k uses buffer k & 1. A buffer is a descriptor
-//         line (i32 call, kind, op, bytes) and DATA_BYTES of data.
-//
-// Why two buffers are enough: a rank publishes call k + 1 only after it has read call k of every
-// other rank, so when any rank publishes call k + 2 (into call k's buffer), every rank has
-// published k + 1 and is done reading k.
+// rank of the host (launcher/grants.ts). Zero-filled is the valid initial state. The layout of a
+// slot, and why two buffers per slot are enough: group-layout.ts.
 //
 // Never trusted: a slot's words are read once into private memory and checked (the call number,
-// the byte count against DATA_BYTES, the descriptor against this rank's own) before anything is
+// the byte count against GROUP_DATA_BYTES, the descriptor against this rank's own) before anything is
 // read by them. A peer can only spoil its own contribution.
 
 import * as kmod from '../../kmod/index.js';
 import { CorruptError } from '../errors.js';
-
 import { BUF_BYTES, GROUP_DATA_BYTES, groupBytes, LINE, SLEEP, SLOT_BYTES, type Descriptor, type GroupGrant } from './group-layout.js';
-
-export { GROUP_DATA_BYTES, GROUP_MAX_RANKS, groupBytes, type Descriptor, type GroupGrant } from './group-layout.js';
 
 export class HostGroup {
   /** World ranks in slot order. */
@@ -84,13 +71,7 @@ export class HostGroup {
     this.onWake = cb;
   }
 
-  /** The data region of this rank's buffer for `call`, to write a contribution into before publish(). */
-  outbox(call: number): Uint8Array {
-    const at = this.me * SLOT_BYTES + LINE + (call & 1) * BUF_BYTES + LINE;
-    return this.bytes.subarray(at, at + GROUP_DATA_BYTES);
-  }
-
-  /** Publishes call `call` (its data already in outbox(call)) and rings whoever sleeps on it. */
+  /** Publishes call `call` (its data already in its buffer, dataOffset()) and rings whoever sleeps on it. */
   publish(call: number, d: Descriptor): void {
     const buf = (this.me * SLOT_BYTES + LINE + (call & 1) * BUF_BYTES) >> 2;
     const w = this.i32;
@@ -142,18 +123,12 @@ export class HostGroup {
     return d;
   }
 
-  /** Slot j's data for `call`: `bytes` (checked by descriptor()) from its buffer's data region. */
-  data(j: number, call: number, bytes: number): Uint8Array {
-    const at = j * SLOT_BYTES + LINE + (call & 1) * BUF_BYTES + LINE;
-    return this.bytes.subarray(at, at + (bytes > GROUP_DATA_BYTES ? GROUP_DATA_BYTES : bytes));
-  }
-
-  /** The memory behind data() (for typed views of other kinds: same offsets). */
+  /** The segment (typed views of the slots' data regions: dataOffset()). */
   get buffer(): SharedArrayBuffer {
     return this.memory;
   }
 
-  /** Byte offset of slot j's data for `call` in `buffer`. */
+  /** Byte offset of slot j's data region for `call` (buffer call & 1) in `buffer`. */
   dataOffset(j: number, call: number): number {
     return j * SLOT_BYTES + LINE + (call & 1) * BUF_BYTES + LINE;
   }

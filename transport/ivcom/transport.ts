@@ -16,7 +16,8 @@ import type {
 import { BootstrapError, IvcomError, OutOfRangeError, StateError } from '../errors.js';
 import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions, type CopyBytes } from './channel.js';
 import type { Grant, GrantSource } from './grant.js';
-import { HostGroup, type GroupGrant } from './group.js';
+import type { GroupGrant } from './group-layout.js';
+import { HostGroup } from './group.js';
 import {
   CPU_OFF,
   CPU_POLLING,

@@ -90,7 +90,7 @@ export class KmodGrantBroker implements GrantBroker {
     if (this.closed || this.grouped || !this.local.has(rank)) return;
     const ranks = [...this.local].sort((a, b) => a - b);
     // A rank asks only when ivrun chose the host group for a job of one host, which has at most
-    // GROUP_MAX_RANKS ranks (runtime/engine.ts); one that asks anyway gets nothing.
+    // GROUP_MAX_RANKS ranks (launcher/ivrun.ts); one that asks anyway gets nothing.
     if (ranks.length < 2 || ranks.length > GROUP_MAX_RANKS) return;
     this.grouped = true;
     const fds = [kmod.segmentCreate(`ivcom-${this.jobId}-group`, groupBytes(ranks.length))];

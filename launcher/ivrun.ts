@@ -15,6 +15,7 @@ import { isLocalHost, parseHostfile, parseHostList, type HostSlots } from './hos
 import { slurmAllocation, srunLauncher } from './hosts/slurm.js';
 import { parseSshArgs, SSH_ARGS_ENV, sshLauncher } from './hosts/ssh.js';
 import { Job } from './job.js';
+import { GROUP_MAX_RANKS } from '../transport/ivcom/group-layout.js';
 import { LOCAL_ONLY, makePlan, type Plan, type PlanHost } from './plan.js';
 import { allowedCpus, cpuPerRank } from './binding.js';
 import { OutputFiles } from './output-files.js';
@@ -63,13 +64,14 @@ const HOST_SLOTS_MODES = ['on', 'off'];
 /**
  * Whether the job's small world collectives meet in the host group (runtime/host-slots.ts):
  * decided here, once, so that every rank takes the same way. Only a job that runs on one host
- * can: the group is that host's memory.
+ * can (the group is that host's memory), with at most GROUP_MAX_RANKS ranks (one grant carries
+ * every rank's doorbell).
  */
 function hostSlotsFor(given: string | undefined, plan: Plan): boolean {
   const from = given !== undefined ? '--host-slots' : HOST_SLOTS_ENV;
   const mode = (given ?? process.env[HOST_SLOTS_ENV] ?? 'on').trim().toLowerCase() || 'on';
   if (!HOST_SLOTS_MODES.includes(mode)) usageError(`${from} must be one of ${HOST_SLOTS_MODES.join(', ')}, got '${given ?? process.env[HOST_SLOTS_ENV]}'`);
-  return mode === 'on' && plan.hosts.length === 1;
+  return mode === 'on' && plan.hosts.length === 1 && plan.size <= GROUP_MAX_RANKS;
 }
 
 function usageError(msg: string): never {

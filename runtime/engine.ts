@@ -9,7 +9,6 @@ import { TcpTransport } from '../transport/tcp/transport.js';
 import { BootstrapClient } from './bootstrap.js';
 import { PeerLostError, StateError, TransportUnavailableError } from './errors.js';
 import { CollectiveCalls } from './calls.js';
-import { GROUP_MAX_RANKS } from '../transport/ivcom/group-layout.js';
 import { HostSlots } from './host-slots.js';
 import { ANY, Matcher, type Envelope, type Request } from './match.js';
 import { localRanks, Progress } from './progress.js';
@@ -99,18 +98,15 @@ export class Engine {
 
   /**
    * Small collectives of the world communicator through the host group (host-slots.ts), where
-   * ivrun says so (--host-slots, one decision for the whole job) and this rank can: the whole job
-   * on this host over shared memory, few enough ranks for one grant, and no --verify (which
-   * checksums every message; the slots carry none). Every rank decides alike from the same job.
+   * ivrun says so (--host-slots: a job on one host, with few enough ranks for one grant; one
+   * decision for the whole job) and the job runs over shared memory without --verify (which
+   * checksums every message; the slots carry none): every rank decides alike from the same job.
    */
   readonly hostSlots: HostSlots | undefined;
 
   private slotsFor(init: EngineInit): HostSlots | undefined {
     const tr = init.ivcom;
-    if (tr?.hostGroup === undefined || init.mode === 'tcp' || init.verify !== undefined) return undefined;
-    if (init.hostSlots !== true || init.size < 2 || init.size > GROUP_MAX_RANKS) return undefined;
-    const host = init.peers[init.rank]?.node;
-    if (init.peers.length !== init.size || init.peers.some((p) => p.node !== host)) return undefined;
+    if (init.hostSlots !== true || init.size < 2 || tr?.hostGroup === undefined || init.mode === 'tcp' || init.verify !== undefined) return undefined;
     return new HostSlots(() => tr.hostGroup!(), this.progress, this.rank, this.gone);
   }
 

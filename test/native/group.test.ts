@@ -3,6 +3,7 @@
 // its rank, never a read past the slot).
 
 import { afterEach, describe, expect, it } from 'vitest';
+import * as kmod from '../../kmod/index.js';
 import { closeFd, eventfdCreate, recvFds, segmentCreate, sendFds, socketPair } from '../../kmod/index.js';
 import { groupBytes, GROUP_DATA_BYTES } from '../../transport/ivcom/group-layout.js';
 import { HostGroup } from '../../transport/ivcom/group.js';
@@ -23,8 +24,8 @@ function pair(): { a: HostGroup; b: HostGroup; i32: Int32Array } {
   const copies = recvFds(s1)!.fds;
   closeFd(s0);
   closeFd(s1);
-  const a = new HostGroup({ ranks, segmentFd: copies[0]!, bellFds: copies.slice(1) }, 3);
-  const b = new HostGroup({ ranks, segmentFd: seg, bellFds: bells }, 7);
+  const a = new HostGroup({ ranks, segmentFd: copies[0]!, bellFds: copies.slice(1) }, 3, kmod);
+  const b = new HostGroup({ ranks, segmentFd: seg, bellFds: bells }, 7, kmod);
   open.push(a, b);
   return { a, b, i32: new Int32Array(a.buffer) };
 }

@@ -5,13 +5,19 @@
 // rank of the host (launcher/grants.ts). Zero-filled is the valid initial state. The layout of a
 // slot, and why two buffers per slot are enough: group-layout.ts.
 //
-// Never trusted: a slot's words are read once into private memory and checked (the call number,
-// the byte count against GROUP_DATA_BYTES, the descriptor against this rank's own) before anything is
-// read by them. A peer can only spoil its own contribution.
+// Never trusted: a slot's words are read once into private memory and checked (the call
+// number, the byte count against GROUP_DATA_BYTES, the descriptor against this rank's own) before
+// anything is read by them. A peer can only spoil its own contribution.
+//
+// The native calls come from the transport (its KmodLike, as for the channels), so this module
+// loads no addon of its own and tests may pass the real one or fakes.
 
-import * as kmod from '../../kmod/index.js';
 import { CorruptError } from '../errors.js';
 import { BUF_BYTES, GROUP_DATA_BYTES, groupBytes, LINE, SLEEP, SLOT_BYTES, type Descriptor, type GroupGrant } from './group-layout.js';
+import type { FdWatcherLike, KmodLike } from './transport.js';
+
+/** The native calls a group uses: the transport's, with an fd closer that always exists. */
+export type GroupNative = Pick<KmodLike, 'segmentMap' | 'doorbellRing' | 'doorbellDrain' | 'FdWatcher'> & { closeFd(fd: number): void };
 
 export class HostGroup {
   /** World ranks in slot order. */
@@ -19,10 +25,9 @@ export class HostGroup {
   /** This rank's slot. */
   readonly me: number;
   private readonly i32: Int32Array;
-  private readonly bytes: Uint8Array;
   private readonly memory: SharedArrayBuffer;
   private readonly bells: number[];
-  private readonly watcher: kmod.FdWatcher;
+  private readonly watcher: FdWatcherLike;
   private onWake: () => void = () => {};
   private closed = false;
   /** A private copy of the descriptor just read (never a view of the segment). */
@@ -31,24 +36,24 @@ export class HostGroup {
   constructor(
     g: GroupGrant,
     private readonly worldRank: number,
+    private readonly native: GroupNative,
   ) {
     this.ranks = g.ranks;
     this.me = g.ranks.indexOf(worldRank);
     this.bells = g.bellFds;
     try {
       if (this.me < 0) throw new Error(`rank ${worldRank} is not among the group's ranks`);
-      this.memory = kmod.segmentMap(g.segmentFd, groupBytes(g.ranks.length));
+      this.memory = native.segmentMap(g.segmentFd, groupBytes(g.ranks.length));
     } catch (err) {
-      for (const fd of g.bellFds) kmod.closeFd(fd);
+      for (const fd of g.bellFds) native.closeFd(fd);
       throw err;
     } finally {
-      kmod.closeFd(g.segmentFd);
+      native.closeFd(g.segmentFd);
     }
     this.i32 = new Int32Array(this.memory);
-    this.bytes = new Uint8Array(this.memory);
     const mine = this.bells[this.me]!;
-    this.watcher = new kmod.FdWatcher(mine, () => {
-      kmod.doorbellDrain(mine);
+    this.watcher = new native.FdWatcher(mine, () => {
+      native.doorbellDrain(mine);
       this.onWake();
     });
     this.watcher.unref();
@@ -88,7 +93,7 @@ export class HostGroup {
       if (j === this.me) continue;
       const s = (j * SLOT_BYTES) >> 2;
       if (Atomics.load(w, s + SLEEP) === call && Atomics.compareExchange(w, s + SLEEP, call, 0) === call) {
-        kmod.doorbellRing(this.bells[j]!);
+        this.native.doorbellRing(this.bells[j]!);
       }
     }
   }
@@ -155,7 +160,7 @@ export class HostGroup {
     if (this.closed) return;
     this.closed = true;
     this.watcher.close();
-    for (const fd of this.bells) kmod.closeFd(fd);
+    for (const fd of this.bells) this.native.closeFd(fd);
   }
 }
 

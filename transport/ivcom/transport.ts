@@ -184,7 +184,7 @@ export class IvcomTransport implements Transport {
     const waiter = this.groupArrived;
     this.groupArrived = undefined;
     try {
-      this.groupMapped = new HostGroup(g, this.rank);
+      this.groupMapped = new HostGroup(g, this.rank, { ...this.kmod, closeFd: (fd) => this.closeFdQuiet(fd) });
       if (waiter !== undefined) waiter.resolve(this.groupMapped);
       else this.group = Promise.resolve(this.groupMapped);
     } catch (err) {

@@ -3,6 +3,8 @@
 # another thread, and its deleter (munmap) is code in this library. Hence -z nodelete.
 # ivcom_pgrp is the launcher's helper that starts a rank in a process group of its own without a
 # session of its own (kmod/src/pgrp.c says why).
+# -ftree-vectorize: -O2 alone (GCC 12) vectorizes only loops whose trip count is a multiple of the
+# vector width, which leaves the reduction kernels (kmod/src/reduce.cc) scalar at ~0.6 ns/element.
 {
   "targets": [
     {
@@ -30,7 +32,7 @@
       ],
       "cflags!": ["-O3"],
       "cflags_cc!": ["-std=gnu++17", "-O3"],
-      "cflags": ["-O2", "-Wextra", "-Wno-unused-parameter"],
+      "cflags": ["-O2", "-ftree-vectorize", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-std=c++20"],
       "ldflags": ["-Wl,-z,nodelete"]
     },

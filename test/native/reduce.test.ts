@@ -48,7 +48,7 @@ describe('native reduction kernels', () => {
 
   it('give the JS kernels\' results (bit for bit but for NaN payloads), for every op and kind, in place and out of place', () => {
     const rand = rng(7);
-    const n = 3000;
+    const n = 3001; // odd: the vectorized loops end in a scalar tail
     let compared = 0;
     for (const ctor of KINDS) {
       for (const op of OPS) {

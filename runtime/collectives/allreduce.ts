@@ -118,22 +118,30 @@ export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: A
       const k = red.builtin !== null ? red.kernelOf(data) : undefined;
       if (slots.carries(data as AnyTypedArray, k)) return slots.allreduce(data as AnyTypedArray, red.builtin!, k!, into, sig) as Promise<T>;
       // Every rank must take the same way: the slot round says if one carries its data there.
-      return slots.allreduceByMessages(sig).then(() => allreduceWith(p, data, red, tag, into));
+      // Past it the call ends later than this returns: the communicator watches its promise.
+      return slots.allreduceByMessages(sig).then(() => byMessages(p, data, red, tag, into, undefined));
     }
-    // Not inside an async function: its frame is most of what a small allreduce allocates.
-    if (p.size > 1 && (p.size & (p.size - 1)) === 0) {
-      const k = red.kernelOf(data);
-      if (k !== undefined && selectAllreduce(p, (data as AnyTypedArray).byteLength, true) === 'recursive-doubling') {
-        // It reports its own end to the port: the communicator then watches no promise for it.
-        const ends = sig !== undefined && p.ended !== undefined ? sig : undefined;
-        if (ends !== undefined) ends.reportsEnd = true;
-        return doublingTyped(p, data as AnyTypedArray, k, red, tag + 2, into, ends) as Promise<T>;
-      }
-    }
-    return allreduceWith(p, data, red, tag, into);
+    return byMessages(p, data, red, tag, into, sig !== undefined && p.ended !== undefined ? sig : undefined);
   } catch (e) {
     return Promise.reject(e);
   }
+}
+
+/**
+ * allreduce by messages. A typed array with a built-in op on a power of two of ranks, small
+ * enough for recursive doubling, goes by doublingTyped, which reports its own end to the port
+ * when given `ends` (the communicator then watches no promise for it).
+ */
+function byMessages<T>(p: CollPort, data: T, red: Reducer, tag: number, into: AnyTypedArray | undefined, ends: Signature | undefined): Promise<T> {
+  // Not inside an async function: its frame is most of what a small allreduce allocates.
+  if (p.size > 1 && (p.size & (p.size - 1)) === 0) {
+    const k = red.kernelOf(data);
+    if (k !== undefined && selectAllreduce(p, (data as AnyTypedArray).byteLength, true) === 'recursive-doubling') {
+      if (ends !== undefined) ends.reportsEnd = true;
+      return doublingTyped(p, data as AnyTypedArray, k, red, tag + 2, into, ends) as Promise<T>;
+    }
+  }
+  return allreduceWith(p, data, red, tag, into);
 }
 
 async function allreduceWith<T>(p: CollPort, data: T, red: Reducer, tag: number, into: AnyTypedArray | undefined): Promise<T> {

@@ -107,7 +107,7 @@ export class Engine {
   private slotsFor(init: EngineInit): HostSlots | undefined {
     const tr = init.ivcom;
     if (init.hostSlots !== true || init.size < 2 || tr?.hostGroup === undefined || init.mode === 'tcp' || init.verify !== undefined) return undefined;
-    return new HostSlots(() => tr.hostGroup!(), this.progress, this.rank, this.gone);
+    return new HostSlots(() => tr.hostGroup!(), this.progress, this.rank, this.gone, init.cma);
   }
 
   /** The object shapes told to each peer and learned from each (plain values go as records of them). */

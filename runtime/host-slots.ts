@@ -7,11 +7,19 @@
 //
 // Every rank reduces all the parts in rank order with the same kernel, so all get identical bits.
 // Calls run one at a time in call order (the slot's two buffers rely on it, group.ts).
+//
+// A large allreduce (ALLREDUCE_COPY_BYTES) makes up to four rounds: the ranks say where their
+// contribution and result are; then (host-copy.ts) each reduces its chunk out of the others'
+// contributions by single copy, and takes the others' chunks out of their results, saying after
+// each step that it is done, so nobody's memory is read after its call returned. Whether all can
+// copy is decided from what all said, so every rank goes the same way: by copy, or by messages.
 
 import { GROUP_DATA_BYTES, type Descriptor } from '../transport/ivcom/group-layout.js';
 import type { HostGroup } from '../transport/ivcom/group.js';
-import { CollectiveMismatchError, PeerLostError } from './errors.js';
-import { allocLike, BUILTIN_OPS, type Kernel } from './collectives/op.js';
+import { CollectiveMismatchError, CorruptError, PeerLostError } from './errors.js';
+import { allocLike, allocToOverwrite, BUILTIN_OPS, type Kernel } from './collectives/op.js';
+import { ALLREDUCE_COPY_BYTES } from './collectives/select.js';
+import { bytesOf, CopyStatus, gatherChunks, probe, reduceOwnChunk, type CopyPlan, type SlotCopier } from './host-copy.js';
 import { Waited, type Progress } from './progress.js';
 import { CTOR_OF_KIND, typedKind, type AnyTypedArray } from './typed.js';
 
@@ -25,7 +33,26 @@ const enum SlotKind {
   Allreduce = 2,
   /** Any other allreduce: the slot round only checks that every rank took this path too. */
   AllreduceByMessages = 3,
+  /** A large typed array with a built-in op: addresses in the slot, data by single copy. */
+  AllreduceByCopy = 4,
+  /** The later rounds of AllreduceByCopy; Descriptor.op is the rank's CopyStatus. */
+  CopyProbed = 5,
+  CopyReduced = 6,
+  CopyGathered = 7,
 }
+
+/** The first AllreduceByCopy round's words: where, how long, and what the rank can (FLAG_*). */
+const AT_DATA = 0;
+const AT_OUT = 1;
+const AT_BYTES = 2;
+const AT_FLAGS = 3;
+const COPY_WORDS_BYTES = 4 * 8;
+/** Every other rank of the host may be read (same user, pid known, not refused before). */
+const FLAG_CAN_COPY = 1;
+/** Every other rank has been read before: no refusal is to be expected. */
+const FLAG_PROVEN = 2;
+/** The result is the contribution: once changed, going by messages instead is impossible. */
+const FLAG_IN_PLACE = 4;
 
 /**
  * Descriptor.op of an allreduce: the op's number times KIND_SPAN plus the typed kind's (numbers
@@ -47,6 +74,8 @@ interface SlotCall {
   readonly kind?: string;
   readonly kernel?: Kernel;
   readonly into?: AnyTypedArray;
+  /** A large allreduce by single copy (several rounds, copyCall). */
+  readonly copy?: true;
 }
 
 const BARRIER: Descriptor = { kind: SlotKind.Barrier, op: 0, bytes: 0 };
@@ -84,6 +113,8 @@ export class HostSlots {
     private readonly rank: number,
     /** Peers that have finished (engine): a call they never joined can never complete. */
     private readonly gone: ReadonlySet<number>,
+    /** Single copy between the host's ranks (absent: --single-copy off, or none here). */
+    private readonly copier?: SlotCopier,
   ) {}
 
   private arrival(): Promise<HostGroup> {
@@ -105,6 +136,22 @@ export class HostSlots {
     const kind = typedKind(data)!;
     const d: Descriptor = { kind: SlotKind.Allreduce, op: OP_IDS.get(op)! * KIND_SPAN + KIND_IDS.get(kind)!, bytes: data.byteLength };
     return this.run({ d, record, data, kind, kernel, into }) as Promise<T>;
+  }
+
+  /** Whether allreduce(data) goes by allreduceByCopy (it has a built-in op's kernel and is large). */
+  copies(data: AnyTypedArray, kernel: Kernel | undefined): boolean {
+    return kernel !== undefined && data.byteLength >= ALLREDUCE_COPY_BYTES;
+  }
+
+  /**
+   * allreduce of a large typed array with a built-in op by single copy: a fresh result, or
+   * `into`. Undefined: some rank cannot copy (or a copy was refused before anything changed),
+   * and every rank learned it in the same round: all go by messages instead.
+   */
+  allreduceByCopy<T extends AnyTypedArray>(data: T, op: string, kernel: Kernel, into: T | undefined, record: object | undefined): Promise<T | undefined> {
+    const kind = typedKind(data)!;
+    const d: Descriptor = { kind: SlotKind.AllreduceByCopy, op: OP_IDS.get(op)! * KIND_SPAN + KIND_IDS.get(kind)!, bytes: COPY_WORDS_BYTES };
+    return this.run({ d, record, data, kind, kernel, into, copy: true }) as Promise<T | undefined>;
   }
 
   /** The slot round an allreduce that goes by messages makes first: every rank must go that way. */
@@ -194,16 +241,23 @@ export class HostSlots {
     }
     try {
       this.current = record;
-      const call = this.publish(g, c);
-      const w = this.progress.waitFor(this.checkReady);
-      if (w === Waited.Ready) return Promise.resolve(this.finish(g, call, c));
-      const p = this.waitAsync(g, call, w).then(
-        () => this.finish(g, call, c),
-        (err: unknown) => {
+      let p: Promise<unknown>;
+      if (c.copy === true) {
+        p = this.copyCall(g, c).finally(() => {
           this.current = undefined;
-          throw err;
-        },
-      );
+        });
+      } else {
+        const call = this.publish(g, c);
+        const w = this.progress.waitFor(this.checkReady);
+        if (w === Waited.Ready) return Promise.resolve(this.finish(g, call, c));
+        p = this.waitAsync(g, call, w).then(
+          () => this.finish(g, call, c),
+          (err: unknown) => {
+            this.current = undefined;
+            throw err;
+          },
+        );
+      }
       const busy = p.then(
         () => {
           if (this.busy === busy) this.busy = undefined;
@@ -263,19 +317,7 @@ export class HostSlots {
       this.callError = undefined;
       throw this.outOfStep(aborted);
     }
-    const mine = c.d;
-    for (let j = 0; j < g.size; j++) {
-      if (j === g.me) continue;
-      const d = g.descriptor(j, call);
-      if (d.kind !== mine.kind || d.op !== mine.op || d.bytes !== mine.bytes) {
-        throw this.outOfStep(
-          new CollectiveMismatchError(
-            `rank ${this.rank}: its ${describe(mine)} met rank ${g.ranks[j]}'s ${describe(d)} at the same point of the world communicator; every rank must make the same collective calls, with the same kind, length and op, in the same order`,
-            { rank: this.rank, peer: g.ranks[j] },
-          ),
-        );
-      }
-    }
+    this.agree(g, call, c.d);
     if (c.data === undefined) return undefined;
     // Every part in rank order, this rank's too from its slot (`into` may be `data`: in place).
     const v = this.viewsOf(g, c.kind!);
@@ -286,6 +328,110 @@ export class HostSlots {
     for (let i = 0; i < n; i++) out[i] = first[i]!;
     for (let j = 1; j < g.size; j++) c.kernel!(out, out, 0, v[j * 2 + p]!, 0, n);
     return out;
+  }
+
+  /** Checks every other rank's descriptor of `call` against this rank's. */
+  private agree(g: HostGroup, call: number, mine: Descriptor): void {
+    for (let j = 0; j < g.size; j++) {
+      if (j === g.me) continue;
+      const d = g.descriptor(j, call);
+      if (d.kind !== mine.kind || d.op !== mine.op || d.bytes !== mine.bytes) throw this.mismatch(g, j, describe(mine), describe(d));
+    }
+  }
+
+  private mismatch(g: HostGroup, j: number, mine: string, theirs: string): Error {
+    return this.outOfStep(
+      new CollectiveMismatchError(
+        `rank ${this.rank}: its ${mine} met rank ${g.ranks[j]}'s ${theirs} at the same point of the world communicator; every rank must make the same collective calls, with the same kind, length and op, in the same order`,
+        { rank: this.rank, peer: g.ranks[j] },
+      ),
+    );
+  }
+
+  /** Publishes `d` as the next call (its data already in place) and waits for every rank's. */
+  private async round(g: HostGroup, d: Descriptor): Promise<number> {
+    const call = ++this.call;
+    g.publish(call, d);
+    const w = this.progress.waitFor(this.checkReady);
+    if (w !== Waited.Ready) await this.waitAsync(g, call, w);
+    const aborted = this.callError;
+    if (aborted !== undefined) {
+      this.callError = undefined;
+      throw this.outOfStep(aborted);
+    }
+    return call;
+  }
+
+  /** A round that says how a copy step ended: Done only if it ended so on every rank. */
+  private async statusRound(g: HostGroup, kind: SlotKind, mine: CopyStatus): Promise<CopyStatus> {
+    const d: Descriptor = { kind, op: mine, bytes: 0 };
+    const call = await this.round(g, d);
+    let all = mine;
+    for (let j = 0; j < g.size; j++) {
+      if (j === g.me) continue;
+      const theirs = g.descriptor(j, call);
+      if (theirs.kind !== kind) throw this.mismatch(g, j, describe(d), describe(theirs));
+      if (theirs.op === CopyStatus.Failed) all = CopyStatus.Failed;
+      else if (theirs.op !== CopyStatus.Done) {
+        throw new CorruptError(`rank ${this.rank}: the host group slot of rank ${g.ranks[j]} is corrupt: its copy status reads ${theirs.op}; the job cannot go on`, {
+          rank: this.rank,
+          peer: g.ranks[j],
+        });
+      }
+    }
+    return all;
+  }
+
+  /** The rounds of allreduceByCopy (the file's header); undefined: every rank goes by messages. */
+  private async copyCall(g: HostGroup, c: SlotCall): Promise<AnyTypedArray | undefined> {
+    const data = c.data!;
+    const out = c.into ?? allocToOverwrite(data);
+    const cp = this.copier;
+    let flags = out === data ? FLAG_IN_PLACE : 0;
+    if (cp !== undefined && g.ranks.every((r, j) => j === g.me || cp.allowed(r))) {
+      flags |= FLAG_CAN_COPY;
+      if (g.ranks.every((r, j) => j === g.me || cp.proven(r))) flags |= FLAG_PROVEN;
+    }
+    const words = this.viewsOf(g, 'BigUint64Array') as BigUint64Array[];
+    const own = words[g.me * 2 + ((this.call + 1) & 1)]!;
+    own[AT_DATA] = cp !== undefined ? cp.address(bytesOf(data)) : 0n;
+    own[AT_OUT] = cp !== undefined ? cp.address(bytesOf(out)) : 0n;
+    own[AT_BYTES] = BigInt(data.byteLength);
+    own[AT_FLAGS] = BigInt(flags);
+    const call = await this.round(g, c.d);
+    this.agree(g, call, c.d);
+    // Every word read once into private memory; the addresses are only ever handed to the kernel.
+    const dataAt: bigint[] = [];
+    const outAt: bigint[] = [];
+    let all = FLAG_CAN_COPY | FLAG_PROVEN;
+    let any = flags;
+    for (let j = 0; j < g.size; j++) {
+      const w = words[j * 2 + (call & 1)]!;
+      dataAt.push(w[AT_DATA]!);
+      outAt.push(w[AT_OUT]!);
+      const bytes = w[AT_BYTES]!;
+      const f = j === g.me ? flags : Number(w[AT_FLAGS]! & 7n);
+      if (bytes !== BigInt(data.byteLength)) {
+        throw this.mismatch(g, j, `allreduce of ${data.byteLength} bytes`, `allreduce of ${bytes} bytes`);
+      }
+      all &= f;
+      any |= f;
+    }
+    if ((all & FLAG_CAN_COPY) === 0) return undefined;
+    const plan: CopyPlan = { data, out, kernel: c.kernel!, ranks: g.ranks, me: g.me, dataAt, outAt };
+    const inPlace = (any & FLAG_IN_PLACE) !== 0;
+    // Where a contribution is its result, a refusal must come before anybody changes anything.
+    if (inPlace && (all & FLAG_PROVEN) === 0 && (await this.statusRound(g, SlotKind.CopyProbed, probe(cp!, plan))) !== CopyStatus.Done) {
+      return undefined;
+    }
+    let st = await this.statusRound(g, SlotKind.CopyReduced, reduceOwnChunk(cp!, plan));
+    if (st === CopyStatus.Done) st = await this.statusRound(g, SlotKind.CopyGathered, gatherChunks(cp!, plan));
+    if (st === CopyStatus.Done) return out;
+    if (!inPlace) return undefined;
+    throw new PeerLostError(
+      `rank ${this.rank}: a single copy between the host's ranks failed in the middle of an in-place allreduce (${cp!.lastRefusal ?? 'on another rank'}); the contributions are partly overwritten, the job cannot go on`,
+      { rank: this.rank },
+    );
   }
 
   /**
@@ -346,9 +492,16 @@ function describe(d: Descriptor): string {
       return 'barrier';
     case SlotKind.Allreduce:
       return `allreduce of ${d.bytes} bytes (${KIND_NAMES[d.op % KIND_SPAN] ?? '?'}, Op.${OP_NAMES[Math.floor(d.op / KIND_SPAN)] ?? '?'})`;
+    case SlotKind.AllreduceByCopy:
+      return `allreduce of a large array (${KIND_NAMES[d.op % KIND_SPAN] ?? '?'}, Op.${OP_NAMES[Math.floor(d.op / KIND_SPAN)] ?? '?'})`;
+    case SlotKind.CopyProbed:
+    case SlotKind.CopyReduced:
+    case SlotKind.CopyGathered:
+      return 'step of a large allreduce';
     case SlotKind.AllreduceByMessages:
       return `allreduce of a value that is not a small typed array with a built-in op (over ${GROUP_DATA_BYTES} bytes, an object, or a custom op)`;
     default:
       return `unknown call (kind ${d.kind})`;
   }
 }
+

@@ -117,8 +117,15 @@ export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: A
     if (slots !== undefined) {
       const k = red.builtin !== null ? red.kernelOf(data) : undefined;
       if (slots.carries(data as AnyTypedArray, k)) return slots.allreduce(data as AnyTypedArray, red.builtin!, k!, into, sig) as Promise<T>;
+      // Past their first round the calls below end later than this returns: the communicator
+      // watches their promise for the end (no `ends`).
+      if (slots.copies(data as AnyTypedArray, k)) {
+        // Undefined: some rank cannot copy, and all learned it in the same round.
+        return slots
+          .allreduceByCopy(data as AnyTypedArray, red.builtin!, k!, into, sig)
+          .then((r) => (r !== undefined ? (r as T) : byMessages(p, data, red, tag, into, undefined)));
+      }
       // Every rank must take the same way: the slot round says if one carries its data there.
-      // Past it the call ends later than this returns: the communicator watches its promise.
       return slots.allreduceByMessages(sig).then(() => byMessages(p, data, red, tag, into, undefined));
     }
     return byMessages(p, data, red, tag, into, sig !== undefined && p.ended !== undefined ? sig : undefined);

@@ -40,6 +40,18 @@ export const BCAST_LARGE_MIN_SIZE = 3;
 export const ALLREDUCE_RING_BYTES = 256 * 1024;
 
 /**
+ * allreduce of a typed array with a built-in op of at least this many bytes, on the world
+ * communicator of a job on one host (the host group, host-slots.ts), goes by single copy: each
+ * rank reads its chunk of the others' contributions and the others' chunks of the result straight
+ * out of their memory (one kernel copy per byte moved), where the ring copies every piece into a
+ * ring and out again. A read pins the pages it copies, which costs about as much as the ring's
+ * second copy saves: with 2 ranks the ring is as fast from 512 KiB to 1 MiB and faster below,
+ * the copy faster above; with more ranks than cores the copy is faster (no message per piece to
+ * wait for). docs/performance.md has the figures.
+ */
+export const ALLREDUCE_COPY_BYTES = 512 * 1024;
+
+/**
  * reduce of a typed array with a built-in op of at least this many bytes, on at least
  * REDUCE_LARGE_MIN_SIZE ranks, uses ring reduce-scatter + gather to the root (Rabenseifner's
  * reduce): the root receives (p-1)/p of the data and reduces 1/p of it per step instead of

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyBytes } from '../../kmod/index.js';
+import { copyBytes, memAddress } from '../../kmod/index.js';
 
 const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
@@ -30,6 +30,33 @@ describe('native copyBytes', () => {
     want.copyWithin(100, 0, 800);
     copyBytes(x, 100, x, 0, 800);
     expect(Buffer.from(x).equals(Buffer.from(want))).toBe(true);
+  });
+
+  it('copies right where the destination lies 1-63 bytes past the source modulo 4 KiB (copied by lines, not rep movsb)', () => {
+    const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
+    const src = bytes(70_000, 5);
+    const srcAt = Number(memAddress(src) % 4096n);
+    const sabAt = Number(memAddress(sab) % 4096n);
+    for (const delta of [0, 1, 8, 15, 16, 33, 63, 64]) {
+      for (const n of [2047, 2048, 4097, 65_536, 69_999]) {
+        sab.fill(0);
+        const at = (((srcAt + delta - sabAt) % 4096) + 4096) % 4096;
+        copyBytes(sab, at + 4096, src, 1, n);
+        expect(Buffer.from(sab.subarray(at + 4096, at + 4096 + n)).equals(Buffer.from(src.subarray(1, 1 + n)))).toBe(true);
+        expect([sab[at + 4095], sab[at + 4096 + n]]).toEqual([0, 0]);
+      }
+    }
+    // Overlapping ranges 8 bytes apart stay a memmove, both ways.
+    const x = bytes(100_000, 9);
+    const want = Uint8Array.from(x);
+    want.copyWithin(8, 0, 90_000);
+    copyBytes(x, 8, x, 0, 90_000);
+    expect(Buffer.from(x).equals(Buffer.from(want))).toBe(true);
+    const y = bytes(100_000, 11);
+    const wantY = Uint8Array.from(y);
+    wantY.copyWithin(0, 8, 90_008);
+    copyBytes(y, 0, y, 8, 90_000);
+    expect(Buffer.from(y).equals(Buffer.from(wantY))).toBe(true);
   });
 
   it('rejects ranges past either end and arguments that are not typed arrays, copying nothing', () => {

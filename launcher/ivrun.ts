@@ -122,11 +122,11 @@ async function main(): Promise<void> {
     .option('single-copy', {
       choices: ['on', 'off'] as const,
       default: 'on' as const,
-      describe: 'on: a large message between ranks of one host is copied once, straight from the sender\'s memory into the receiver\'s (process_vm_readv, where the kernel allows it); off: always streamed through the shared ring',
+      describe: 'on: a large message between ranks of one host is copied once, straight from the sender\'s memory into the receiver\'s (process_vm_readv, where the kernel allows it), and so are the parts of a large allreduce in the host group (--host-slots); off: always streamed through the shared ring',
     })
     .option('host-slots', {
       type: 'string',
-      describe: `on: when the whole job runs on one host, the world communicator's barriers and small allreduces meet in one shared segment of the host (one round, one wait) instead of rounds of messages; off: always messages (default: $${HOST_SLOTS_ENV}, else on; docs/collectives.md)`,
+      describe: `on: when the whole job runs on one host, the world communicator's barriers and allreduces meet in one shared segment of the host instead of rounds of messages (small ones: one round, one wait; large ones: each rank copies its parts straight from the others); off: always messages (default: $${HOST_SLOTS_ENV}, else on; docs/collectives.md)`,
     })
     .option('verify', {
       type: 'boolean',

@@ -1,8 +1,9 @@
 // The host group's slots (ivrun --host-slots on; runtime/host-slots.ts): the world communicator's
 // small allreduces and barriers of a one-host job meet in one shared segment instead of passing
-// messages. The collectives fixture checks every collective and op against a reference each rank
-// computes alone, with collectives called before the sends their partners wait for, and a
-// receive that sleeps around them; sizes from 2 to 5 ranks (oversubscribed on 2 cores).
+// messages, and its large allreduces copy their parts rank to rank from there (host-copy.ts).
+// The collectives fixture checks every collective and op against a reference each rank computes
+// alone, with collectives called before the sends their partners wait for, and a receive that
+// sleeps around them; sizes from 2 to 5 ranks (oversubscribed on 2 cores).
 
 import { describe, expect, it } from 'vitest';
 import { fixture, ivrun } from '../helpers/job.js';
@@ -12,14 +13,17 @@ const SLOTS_FIXTURE = fixture('slots.js');
 const JOB_TIMEOUT_S = '45';
 
 describe('collectives through the host group (ivrun --host-slots on)', () => {
+  // `all` includes 8 MB allreduces (fresh, into, in place, in shared memory): by single copy,
+  // and with --single-copy off by messages after the first round (no rank can copy).
   it.each([
-    ['all', 2],
-    ['all', 3],
-    ['all', 5],
-    ['overlap', 3],
-    ['overlap', 4],
-  ] as const)('%s with %i ranks', async (scenario, n) => {
-    const r = await ivrun(['-n', String(n), '--transport', 'ivcom', '--host-slots', 'on', '--timeout', JOB_TIMEOUT_S, 'node', COLL, scenario]);
+    ['all', 2, []],
+    ['all', 3, []],
+    ['all', 5, []],
+    ['all', 3, ['--single-copy', 'off']],
+    ['overlap', 3, []],
+    ['overlap', 4, []],
+  ] as const)('%s with %i ranks %j', async (scenario, n, extra) => {
+    const r = await ivrun(['-n', String(n), '--transport', 'ivcom', '--host-slots', 'on', ...extra, '--timeout', JOB_TIMEOUT_S, 'node', COLL, scenario]);
     expect({ code: r.code, stderr: r.stderr.slice(-3000) }).toEqual({ code: 0, stderr: expect.any(String) });
     expect(r.stdout).toContain(`OK ${scenario} size=${n}`);
     expect(r.leftovers).toEqual([]);

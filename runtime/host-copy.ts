@@ -3,7 +3,7 @@
 // chunk straight out of the others' contributions, then takes the other chunks straight out of
 // their owners' results, by single copy (process_vm_readv, transport/cma.ts). Every byte of the
 // result is written once, by its chunk's owner, and copied once to every other rank: no ring, no
-// fragment, no scratch for two ranks; every rank gets identical bits.
+// fragment (and for two ranks out of place, no scratch); every rank gets identical bits.
 
 import { chunkStart } from './collectives/util.js';
 import { viewLike, type AnyTypedArray, type Kernel } from './collectives/op.js';
@@ -26,7 +26,7 @@ export interface SlotCopier {
  * enough to stay in cache between the read and the reduction, large enough that a read's fixed
  * cost (a system call, ~1 µs) is small against its copy.
  */
-export const COPY_PIECE_BYTES = 256 * 1024;
+const COPY_PIECE_BYTES = 256 * 1024;
 
 /** How a copy step ended, as every rank publishes it (Descriptor.op of the next round). */
 export const enum CopyStatus {
@@ -82,19 +82,23 @@ export function reduceOwnChunk(c: SlotCopier, plan: CopyPlan): CopyStatus {
   const el = data.BYTES_PER_ELEMENT;
   const s = chunkStart(data.length, size, me);
   const e = chunkStart(data.length, size, me + 1);
-  const inPlace = out === data;
-  // Out of place, the first other rank's part is read straight into the result and this rank's
-  // own part reduced onto it: the built-in ops' kernels are commutative bit for bit (the order
-  // of more than two operands still counts for floats, and is then rank order after those two).
-  let first = -1;
-  if (!inPlace) {
-    first = me === 0 ? 1 : 0;
+  // Out of place the parts are folded in rank order, the first part read straight into the
+  // result; a rank among the first two reads the other one and reduces its own onto it (the
+  // built-in ops' kernels are commutative bit for bit). In place the result starts as this
+  // rank's own part, and the others follow in rank order.
+  let next = 0;
+  if (out !== data) {
+    const first = me === 0 ? 1 : 0;
     if (!c.read(ranks[first]!, plan.dataAt[first]! + BigInt(s * el), bytesOf(out), s * el, (e - s) * el)) return CopyStatus.Failed;
-    kernel(out, out, s, data, s, e - s);
+    if (me <= 1) kernel(out, out, s, data, s, e - s);
+    next = me <= 1 ? 2 : 1;
   }
   const step = Math.max(1, Math.floor(COPY_PIECE_BYTES / el));
-  for (let j = 0; j < size; j++) {
-    if (j === me || j === first) continue;
+  for (let j = next; j < size; j++) {
+    if (j === me) {
+      if (out !== data) kernel(out, out, s, data, s, e - s);
+      continue;
+    }
     const tmp = scratchBytes();
     const view = viewLike(out, tmp.buffer as ArrayBuffer, step);
     for (let ps = s; ps < e; ps += step) {

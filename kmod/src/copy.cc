@@ -18,7 +18,7 @@ namespace {
 // (2.2 GB/s against 26-43, 64 KiB, docs/performance.md stop 29) when the destination lies 1-15
 // bytes past the source modulo 4 KiB; a ring's record headers shift its payloads by such
 // offsets from one message to the next. Those copies go by 64-byte moves (the compiler's vector
-// moves) instead. A range of ALIAS_BYTES is checked: 16-63 bytes past still cost ~40 %.
+// moves) instead, up to kAliasBytes past: 16-63 bytes past still cost ~40 %.
 constexpr uintptr_t kPageBytes = 4096;
 constexpr uintptr_t kAliasBytes = 64;
 constexpr size_t kLineBytes = 64;

@@ -16,6 +16,7 @@ import {
   attachProof,
   BOOTSTRAP_FD_ENV,
   GRANT_FD_ENV,
+  HOST_CPUS_ENV,
   RANK_TOKEN_ENV,
   type AttachReply,
   type AttachRequest,
@@ -168,6 +169,7 @@ export class HostAgent {
       IVCOM_JOBID: spec.jobId,
       IVCOM_HOST: this.domains?.vm(domain)?.address ?? spec.address,
       [BOOTSTRAP_FD_ENV]: String(ctlFd),
+      [HOST_CPUS_ENV]: String(this.load.cores),
     };
     if (grantFd !== undefined) env[GRANT_FD_ENV] = String(grantFd);
     if (this.door !== undefined) {

@@ -3,7 +3,7 @@
 // is communication pending (every handle the runtime owns is unref'd, so an idle rank may exit).
 
 import os from 'node:os';
-import type { PeerInfo } from '../transport/bootstrap/protocol.js';
+import { HOST_CPUS_ENV, type PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { IncomingMessage, Transport } from '../transport/transport.js';
 import { OutOfRangeError } from './errors.js';
 import { Outcome } from './outcome.js';
@@ -77,6 +77,19 @@ export function spinOverride(v: string | undefined, rank: number): number | unde
   return n;
 }
 
+/**
+ * The CPUs the host's ranks share: ivrun's count (HOST_CPUS_ENV) where it started the rank,
+ * since under `--bind-to core` the rank's own affinity shows one; else this process's.
+ */
+export function hostCpus(v: string | undefined, rank: number): number {
+  if (v === undefined) return os.availableParallelism();
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new OutOfRangeError(`rank ${rank}: ${HOST_CPUS_ENV} must be a count of CPUs >= 1 (ivrun sets it), got '${v}'; start the program with ivrun, or unset it`);
+  }
+  return n;
+}
+
 /** Ranks of this rank's host (they share its cores). */
 export function localRanks(peers: PeerInfo[], rank: number): number {
   return peers.filter((p) => p.node === peers[rank]?.node).length;
@@ -112,7 +125,8 @@ export class Progress {
     this.keepAlive.unref();
     // Spinning only pays while every rank has a core; oversubscribed, a spinning rank steals the
     // core its peer needs to answer, so yield to the kernel almost at once.
-    const roomy = local <= os.availableParallelism();
+    const cpus = hostCpus(process.env[HOST_CPUS_ENV], rank);
+    const roomy = local <= cpus;
     const fixed = spinOverride(process.env.IVCOM_SPIN_US, rank);
     const us = (x: number) => Math.max(0, x) / 1000;
     // Crowded (more local ranks than cores): poll with a yield between polls, so the peer gets
@@ -128,7 +142,7 @@ export class Progress {
     this.spinMinMs = fixed !== undefined ? this.spinBudgetMs : us(20);
     this.spinMaxMs = fixed !== undefined ? this.spinBudgetMs : us(roomy ? 1000 : 200);
     // A fixed budget is the user's decision; adaptive spinning also yields to run-queue pressure.
-    this.runQueue = fixed === undefined && memory.length > 0 ? new RunQueue() : undefined;
+    this.runQueue = fixed === undefined && memory.length > 0 ? new RunQueue(cpus) : undefined;
   }
 
   /**

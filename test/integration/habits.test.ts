@@ -13,6 +13,7 @@ const HABITS = fixture('habits.js');
 
 interface Seen {
   rank: number;
+  hostCpus: string | null;
   size: number;
   cwd: string;
   A: string | null;
@@ -82,9 +83,13 @@ describe('mpirun and mpiexec habits', () => {
     const all = allowedCpus();
     const bound = await seen(['--bind-to', 'core', '-n', '2', ...(all.length < 2 ? ['--oversubscribe'] : [])]);
     expect(bound.ranks.map((r) => r.cpus)).toEqual([String(all[0]), String(all[1 % all.length])]);
+    // A bound rank's waits still count the host's CPUs (its own affinity shows one: counted by
+    // that, 2 ranks on 2 cores looked crowded and slept on every wait).
+    expect(bound.ranks.map((r) => r.hostCpus)).toEqual([String(all.length), String(all.length)]);
     const free = await seen(['--bind-to', 'none', '-n', '2']);
     const mine = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))![1];
     expect(free.ranks.map((r) => r.cpus)).toEqual([mine, mine]);
+    expect(free.ranks.map((r) => r.hostCpus)).toEqual([String(all.length), String(all.length)]);
   });
 
   it('MPIEXEC_TIMEOUT ends a job that runs too long (exit 124), as with mpirun', async () => {

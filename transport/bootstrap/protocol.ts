@@ -18,6 +18,11 @@ export const AGENT_SOCKET_ENV = 'IVCOM_AGENT_SOCKET';
 export const AGENT_PID_ENV = 'IVCOM_AGENT_PID';
 export const RANK_TOKEN_ENV = 'IVCOM_RANK_TOKEN';
 
+// The CPUs the job may use on the rank's host, as ivrun counts them (before `--bind-to core`
+// narrows each rank's own affinity to one): whether the host's ranks outnumber its cores is
+// judged by this, not by what the bound rank sees.
+export const HOST_CPUS_ENV = 'IVCOM_HOST_CPUS';
+
 // `ivrun --ranks-as threads`: a domain's ranks run as worker threads of one process (the thread
 // host, launcher/thread-host.ts). The host starts each with its rank under this key of
 // workerData: that worker is a rank of its own, with its own control and grant fds in the

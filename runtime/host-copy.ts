@@ -7,6 +7,7 @@
 
 import { chunkStart } from './collectives/util.js';
 import { viewLike, type AnyTypedArray, type Kernel } from './collectives/op.js';
+import { asBytes } from './typed.js';
 
 /** What the copy needs of transport/cma.ts's CrossMemory. */
 export interface SlotCopier {
@@ -57,11 +58,6 @@ function scratchBytes(): Uint8Array {
   return new Uint8Array(scratch);
 }
 
-/** A typed array's bytes, same memory. */
-export function bytesOf(x: AnyTypedArray): Uint8Array {
-  return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-}
-
 /**
  * Reads one element of every peer not read from before: a refusal then comes before any rank
  * changes anything (in place, the contribution is the result).
@@ -89,18 +85,20 @@ export function reduceOwnChunk(c: SlotCopier, plan: CopyPlan): CopyStatus {
   let next = 0;
   if (out !== data) {
     const first = me === 0 ? 1 : 0;
-    if (!c.read(ranks[first]!, plan.dataAt[first]! + BigInt(s * el), bytesOf(out), s * el, (e - s) * el)) return CopyStatus.Failed;
+    if (!c.read(ranks[first]!, plan.dataAt[first]! + BigInt(s * el), asBytes(out), s * el, (e - s) * el)) return CopyStatus.Failed;
     if (me <= 1) kernel(out, out, s, data, s, e - s);
     next = me <= 1 ? 2 : 1;
   }
   const step = Math.max(1, Math.floor(COPY_PIECE_BYTES / el));
+  let tmp: Uint8Array | undefined;
+  let view: AnyTypedArray | undefined;
   for (let j = next; j < size; j++) {
     if (j === me) {
       if (out !== data) kernel(out, out, s, data, s, e - s);
       continue;
     }
-    const tmp = scratchBytes();
-    const view = viewLike(out, tmp.buffer as ArrayBuffer, step);
+    tmp ??= scratchBytes();
+    view ??= viewLike(out, tmp.buffer as ArrayBuffer, step);
     for (let ps = s; ps < e; ps += step) {
       const n = Math.min(step, e - ps);
       if (!c.read(ranks[j]!, plan.dataAt[j]! + BigInt(ps * el), tmp, 0, n * el)) return CopyStatus.Failed;
@@ -115,7 +113,7 @@ export function gatherChunks(c: SlotCopier, plan: CopyPlan): CopyStatus {
   const { out, ranks, me } = plan;
   const size = ranks.length;
   const el = out.BYTES_PER_ELEMENT;
-  const outBytes = bytesOf(out);
+  const outBytes = asBytes(out);
   for (let q = 0; q < size; q++) {
     if (q === me) continue;
     const s = chunkStart(out.length, size, q);

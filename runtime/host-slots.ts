@@ -19,9 +19,9 @@ import type { HostGroup } from '../transport/ivcom/group.js';
 import { CollectiveMismatchError, CorruptError, PeerLostError } from './errors.js';
 import { allocLike, allocToOverwrite, BUILTIN_OPS, type Kernel } from './collectives/op.js';
 import { ALLREDUCE_COPY_BYTES } from './collectives/select.js';
-import { bytesOf, CopyStatus, gatherChunks, probe, reduceOwnChunk, type CopyPlan, type SlotCopier } from './host-copy.js';
+import { CopyStatus, gatherChunks, probe, reduceOwnChunk, type CopyPlan, type SlotCopier } from './host-copy.js';
 import { Waited, type Progress } from './progress.js';
-import { CTOR_OF_KIND, typedKind, type AnyTypedArray } from './typed.js';
+import { asBytes, CTOR_OF_KIND, typedKind, type AnyTypedArray } from './typed.js';
 
 /** A settled promise: awaiting it is one microtask hop (what a delivered message's continuation needs). */
 const SETTLED = Promise.resolve();
@@ -309,14 +309,7 @@ export class HostSlots {
   /** Checks every part against this rank's call, then reads the result. */
   private finish(g: HostGroup, call: number, c: SlotCall): unknown {
     this.current = undefined;
-    const aborted = this.callError;
-    if (aborted !== undefined) {
-      // Another rank made a different collective here. This call stays published (taking it
-      // back would race with the ranks reading it): the others meet it at their slot call and
-      // fail there, naming it.
-      this.callError = undefined;
-      throw this.outOfStep(aborted);
-    }
+    this.throwIfAborted();
     this.agree(g, call, c.d);
     if (c.data === undefined) return undefined;
     // Every part in rank order, this rank's too from its slot (`into` may be `data`: in place).
@@ -354,12 +347,20 @@ export class HostSlots {
     g.publish(call, d);
     const w = this.progress.waitFor(this.checkReady);
     if (w !== Waited.Ready) await this.waitAsync(g, call, w);
-    const aborted = this.callError;
-    if (aborted !== undefined) {
-      this.callError = undefined;
-      throw this.outOfStep(aborted);
-    }
+    this.throwIfAborted();
     return call;
+  }
+
+  /**
+   * Another rank made a different collective at this call (abortCall). The call stays published
+   * (taking it back would race with the ranks reading it): the others meet it at their slot call
+   * and fail there, naming it.
+   */
+  private throwIfAborted(): void {
+    const aborted = this.callError;
+    if (aborted === undefined) return;
+    this.callError = undefined;
+    throw this.outOfStep(aborted);
   }
 
   /** A round that says how a copy step ended: Done only if it ended so on every rank. */
@@ -394,8 +395,8 @@ export class HostSlots {
     }
     const words = this.viewsOf(g, 'BigUint64Array') as BigUint64Array[];
     const own = words[g.me * 2 + ((this.call + 1) & 1)]!;
-    own[AT_DATA] = cp !== undefined ? cp.address(bytesOf(data)) : 0n;
-    own[AT_OUT] = cp !== undefined ? cp.address(bytesOf(out)) : 0n;
+    own[AT_DATA] = cp !== undefined ? cp.address(asBytes(data)) : 0n;
+    own[AT_OUT] = cp !== undefined ? cp.address(asBytes(out)) : 0n;
     own[AT_BYTES] = BigInt(data.byteLength);
     own[AT_FLAGS] = BigInt(flags);
     const call = await this.round(g, c.d);

@@ -74,6 +74,8 @@ interface Addon {
   FdWatcher: FdWatcherConstructor;
   reduceInto: ReduceInto;
   copyBytes: CopyBytes;
+  copyToPeer: CopyToPeer;
+  copyChoiceWords: number;
   memAddress: MemAddress;
   vmRead: VmRead;
   vmWrite: VmWrite;
@@ -149,6 +151,16 @@ export const reduceInto: ReduceInto = addon.reduceInto;
  */
 export type CopyBytes = (dst: ArrayBufferView, dstOff: number, src: ArrayBufferView, srcOff: number, n: number) => void;
 export const copyBytes: CopyBytes = addon.copyBytes;
+
+/**
+ * copyBytes into memory a co-resident peer reads (a ring of the segment), by cached or by
+ * streaming (non-temporal) stores, whichever has cost less lately; `choice` holds what it
+ * measured (a private Float64Array of copyChoiceWords, one per ring; src/copy.cc).
+ */
+export type CopyToPeer = (dst: ArrayBufferView, dstOff: number, src: ArrayBufferView, srcOff: number, n: number, choice: Float64Array) => void;
+export const copyToPeer: CopyToPeer = addon.copyToPeer;
+/** Length of copyToPeer's `choice`. */
+export const copyChoiceWords: number = addon.copyChoiceWords;
 
 /** The address of a view's first byte in this process (for a co-resident peer's vmRead). */
 export type MemAddress = (view: ArrayBufferView) => bigint;

@@ -9,6 +9,12 @@
 
 #include <cstdint>
 #include <cstring>
+#include <ctime>
+#include <string>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace ivcom {
 
@@ -38,28 +44,153 @@ void CopyByLines(uint8_t* d, const uint8_t* s, size_t n) {
   if (i < n) std::memcpy(d + i, s + i, n - i);
 }
 
-// copyBytes(dst, dstOff, src, srcOff, n): bytes, whatever the arrays' kinds; ranges checked.
-Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// memmove, but by lines where rep movsb would be slow.
+void CopyCached(uint8_t* d, const uint8_t* s, size_t n) {
+  if (SlowForRepMovsb(d, s, n)) {
+    CopyByLines(d, s, n);
+  } else if (n > 0) {
+    std::memmove(d, s, n);
+  }
+}
+
+// The (dst, dstOff, src, srcOff, n) arguments of both copies, checked; false once a JS error is
+// pending. Byte counts whatever the arrays' kinds.
+bool ArgRanges(const Napi::CallbackInfo& info, const char* fn, uint8_t** to, const uint8_t** from, size_t* bytes) {
   TypedView d, s;
   uint64_t dOff, sOff, n;
   if (!ArgTypedArray(info, 0, "dst", &d) || !ArgBytes(info, 1, "dstOff", 0, kMaxSafeInteger, &dOff) ||
       !ArgTypedArray(info, 2, "src", &s) || !ArgBytes(info, 3, "srcOff", 0, kMaxSafeInteger, &sOff) ||
       !ArgBytes(info, 4, "n", 0, kMaxSafeInteger, &n)) {
-    return env.Undefined();
+    return false;
   }
   const uint64_t dBytes = d.length * ElementBytes(d.type);
   const uint64_t sBytes = s.length * ElementBytes(s.type);
   if (dOff > dBytes || n > dBytes - dOff || sOff > sBytes || n > sBytes - sOff) {
-    ThrowArgRange(env, "copyBytes: a range runs past the end of its array");
+    ThrowArgRange(info.Env(), std::string(fn) + ": a range runs past the end of its array");
+    return false;
+  }
+  *to = d.data + dOff;
+  *from = s.data + sOff;
+  *bytes = n;
+  return true;
+}
+
+// copyBytes(dst, dstOff, src, srcOff, n): memmove; ranges checked.
+Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
+  uint8_t* to;
+  const uint8_t* from;
+  size_t n;
+  if (ArgRanges(info, "copyBytes", &to, &from, &n)) CopyCached(to, from, n);
+  return info.Env().Undefined();
+}
+
+// copyToPeer: the copy of a payload into a segment the peer reads, choosing per copy between
+// cached stores (memmove) and streaming (non-temporal) stores from what each has cost lately.
+// Cached stores must first take every line from the reader's cache; on this VM that transfer
+// runs in phases at ~3 GB/s instead of 30+ (a 64 KiB stream through a 2 MiB ring, C and Node
+// alike), while streaming stores write around the caches at ~30 GB/s either way and cost the
+// reader a read from memory (docs/performance.md, stop 30). The caller keeps the choice's state
+// in private memory, one per ring (Float64Array, kChoiceWords):
+//   [0] cached stores, ns per KiB (moving average; 0: not measured yet)
+//   [1] streaming stores, ns per KiB (the same)
+//   [2] copies timed so far
+constexpr size_t kChoiceWords = 3;
+// Below this a copy is too short to time against clock_gettime (~25 ns) and stays in the
+// reader's reach cheaply anyway: memmove.
+constexpr size_t kChoiceMinCopy = 16384;
+// One timed copy in this many goes the other way, so a phase change is seen (within ~64 copies
+// of the ring, a few ms of a stream) at a cost of 1/64 of copies taking the slower way.
+constexpr uint64_t kExploreEvery = 64;
+// Streaming is taken only when cached stores cost this many times more: streaming leaves the
+// payload in memory rather than in a cache the reader can take it from, which the writer's own
+// timing cannot see (a 2x margin: measured 38 vs 31 GB/s writer-side where the stream as a whole
+// ran 37 vs 17 GB/s, cached ahead; 3 vs 31 where it ran 3 vs 20, streaming ahead).
+constexpr double kStreamMargin = 2.0;
+// Weight of a new timing in the moving average, and how far above the average one may count: a
+// copy the scheduler interrupted must not flip the choice, a real phase change does in ~8 copies.
+constexpr double kEwmaWeight = 0.125;
+constexpr double kSampleCap = 4.0;
+
+double NowNs() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
+}
+
+#if defined(__SSE2__)
+constexpr bool kCanStream = true;
+
+void CopyStreaming(uint8_t* d, const uint8_t* s, size_t n) {
+  // Streaming stores want 16-byte aligned destinations: the head up to a line goes by memcpy.
+  size_t head = (kLineBytes - (reinterpret_cast<uintptr_t>(d) & (kLineBytes - 1))) & (kLineBytes - 1);
+  if (head > n) head = n;
+  std::memcpy(d, s, head);
+  size_t i = head;
+  for (; i + kLineBytes <= n; i += kLineBytes) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 16));
+    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 32));
+    const __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + 48), e);
+  }
+  if (i < n) std::memcpy(d + i, s + i, n - i);
+  // Streaming stores are weakly ordered even on x86: without this fence the record's publish
+  // (ring-tx.ts publish(), the release store of the next record's magic word that the reader
+  // polls) could become visible before the payload it covers.
+  _mm_sfence();
+}
+#else
+constexpr bool kCanStream = false;
+void CopyStreaming(uint8_t* d, const uint8_t* s, size_t n) { std::memmove(d, s, n); }
+#endif
+
+void CopyChosen(uint8_t* d, const uint8_t* s, size_t n, double* choice) {
+  const double cached = choice[0];
+  const double streaming = choice[1];
+  const uint64_t count = static_cast<uint64_t>(choice[2]);
+  choice[2] = static_cast<double>(count + 1);
+  bool stream;
+  if (cached <= 0) {
+    stream = false;
+  } else if (streaming <= 0) {
+    stream = true;
+  } else {
+    stream = cached > streaming * kStreamMargin;
+    if (count % kExploreEvery == 0) stream = !stream;
+  }
+  const double t0 = NowNs();
+  if (stream) {
+    CopyStreaming(d, s, n);
+  } else {
+    CopyCached(d, s, n);
+  }
+  double perKiB = (NowNs() - t0) * 1024.0 / static_cast<double>(n);
+  double& avg = choice[stream ? 1 : 0];
+  if (avg > 0 && perKiB > avg * kSampleCap) perKiB = avg * kSampleCap;
+  avg = avg > 0 ? avg + kEwmaWeight * (perKiB - avg) : perKiB;
+}
+
+// copyToPeer(dst, dstOff, src, srcOff, n, choice): as copyBytes; `choice` (Float64Array of
+// kChoiceWords, private) is read and updated. Overlapping ranges are copyBytes' business.
+Napi::Value CopyToPeer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* to;
+  const uint8_t* from;
+  size_t n;
+  TypedView c;
+  if (!ArgRanges(info, "copyToPeer", &to, &from, &n) || !ArgTypedArray(info, 5, "choice", &c)) return env.Undefined();
+  if (c.type != napi_float64_array || c.length < kChoiceWords) {
+    ThrowArgType(env, "copyToPeer: choice must be a Float64Array of at least copyChoiceWords elements");
     return env.Undefined();
   }
-  uint8_t* to = d.data + dOff;
-  const uint8_t* from = s.data + sOff;
-  if (SlowForRepMovsb(to, from, n)) {
-    CopyByLines(to, from, n);
-  } else if (n > 0) {
-    std::memmove(to, from, n);
+  const bool apart = to + n <= from || from + n <= to;
+  if (kCanStream && apart && n >= kChoiceMinCopy) {
+    CopyChosen(to, from, n, reinterpret_cast<double*>(c.data));
+  } else {
+    CopyCached(to, from, n);
   }
   return env.Undefined();
 }
@@ -68,6 +199,8 @@ Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
 
 Napi::Object InitCopy(Napi::Env env, Napi::Object exports) {
   exports.Set("copyBytes", Napi::Function::New(env, CopyBytes, "copyBytes"));
+  exports.Set("copyToPeer", Napi::Function::New(env, CopyToPeer, "copyToPeer"));
+  exports.Set("copyChoiceWords", Napi::Number::New(env, static_cast<double>(kChoiceWords)));
   return exports;
 }
 

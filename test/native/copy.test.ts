@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyBytes, memAddress } from '../../kmod/index.js';
+import { copyBytes, copyChoiceWords, copyToPeer, memAddress } from '../../kmod/index.js';
 
 const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
@@ -69,5 +69,94 @@ describe('native copyBytes', () => {
     expect(() => copyBytes(new ArrayBuffer(10) as unknown as Uint8Array, 0, b, 0, 1)).toThrow(TypeError);
     expect([...a]).toEqual(new Array(10).fill(0));
     copyBytes(a, 10, b, 10, 0); // empty, at the very end: fine
+  });
+});
+
+describe('native copyToPeer', () => {
+  // choice: [cached ns/KiB, streaming ns/KiB, copies timed] (kmod/src/copy.cc).
+  const SLOW = 1e6;
+  const FAST = 1;
+  const choiceOf = (cached: number, streaming: number, count: number): Float64Array => Float64Array.from([cached, streaming, count]);
+
+  it('copies the same bytes by cached and by streaming stores, at any alignment and length', () => {
+    expect(copyChoiceWords).toBe(3);
+    const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
+    const src = bytes(200_000, 13);
+    // count 1: not an exploring copy, so the faster-looking way is taken.
+    for (const [label, choice] of [
+      ['streaming', () => choiceOf(SLOW, FAST, 1)],
+      ['cached', () => choiceOf(FAST, SLOW, 1)],
+    ] as const) {
+      for (const at of [0, 1, 15, 16, 63, 64, 4095]) {
+        for (const n of [16_384, 16_385, 65_536, 65_599, 199_999]) {
+          sab.fill(0);
+          const c = choice();
+          copyToPeer(sab, 4096 + at, src, 1, n, c);
+          const ok = Buffer.from(sab.subarray(4096 + at, 4096 + at + n)).equals(Buffer.from(src.subarray(1, 1 + n)));
+          expect(ok, `${label} at ${at}, ${n} bytes`).toBe(true);
+          expect([sab[4095 + at], sab[4096 + at + n]]).toEqual([0, 0]);
+          // Only the way taken was timed.
+          if (label === 'streaming') expect([c[0], c[1] !== FAST, c[2]]).toEqual([SLOW, true, 2]);
+          else expect([c[0] !== FAST, c[1], c[2]]).toEqual([true, SLOW, 2]);
+        }
+      }
+    }
+  });
+
+  it('measures both ways first, then takes the cheaper one, and every 64th copy the other', () => {
+    const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
+    const src = bytes(65_536, 3);
+    const c = new Float64Array(copyChoiceWords);
+    copyToPeer(sab, 0, src, 0, src.byteLength, c);
+    expect(c[0]).toBeGreaterThan(0); // cached measured first
+    expect(c[1]).toBe(0);
+    copyToPeer(sab, 0, src, 0, src.byteLength, c);
+    expect(c[1]).toBeGreaterThan(0); // then streaming
+    // Cached made to look 10x dearer: streaming from now on, but for the exploring copy.
+    c[0] = c[1] * 10;
+    c[2] = 63;
+    const cached = c[0];
+    copyToPeer(sab, 0, src, 0, src.byteLength, c);
+    expect(c[0]).toBe(cached);
+    copyToPeer(sab, 0, src, 0, src.byteLength, c); // count 64: explores cached
+    expect(c[0]).not.toBe(cached);
+    // Within the 2x margin cached stays the choice.
+    c[0] = c[1] * 1.5;
+    c[2] = 1;
+    const streaming = c[1];
+    copyToPeer(sab, 0, src, 0, src.byteLength, c);
+    expect(c[1]).toBe(streaming);
+    expect(Buffer.from(sab.subarray(0, src.byteLength)).equals(Buffer.from(src))).toBe(true);
+  });
+
+  it('caps one slow copy at 4x the average, so an interrupted copy does not flip the choice', () => {
+    const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
+    const src = bytes(65_536, 5);
+    const c = choiceOf(1e-9, SLOW, 1); // cached looks impossibly fast: any real copy is "slow"
+    copyToPeer(sab, 0, src, 0, src.byteLength, c);
+    expect(c[0]).toBeCloseTo(1e-9 * (1 + 0.125 * 3), 15);
+  });
+
+  it('copies short and overlapping ranges as copyBytes does, untimed', () => {
+    const sab = new Uint8Array(new SharedArrayBuffer(1 << 16));
+    const src = bytes(16_383, 1);
+    const c = new Float64Array(copyChoiceWords);
+    copyToPeer(sab, 5, src, 0, src.byteLength, c);
+    expect(Buffer.from(sab.subarray(5, 5 + src.byteLength)).equals(Buffer.from(src))).toBe(true);
+    const x = bytes(100_000, 9);
+    const want = Uint8Array.from(x);
+    want.copyWithin(8, 0, 90_000);
+    copyToPeer(x, 8, x, 0, 90_000, c);
+    expect(Buffer.from(x).equals(Buffer.from(want))).toBe(true);
+    expect([...c]).toEqual([0, 0, 0]);
+  });
+
+  it('rejects a choice that is not a Float64Array of copyChoiceWords, and ranges past either end', () => {
+    const a = new Uint8Array(70_000);
+    const b = bytes(70_000, 1);
+    expect(() => copyToPeer(a, 0, b, 0, 65_536, new Float64Array(2))).toThrow(TypeError);
+    expect(() => copyToPeer(a, 0, b, 0, 65_536, new Float32Array(3) as unknown as Float64Array)).toThrow(TypeError);
+    expect(() => copyToPeer(a, 10_000, b, 0, 65_536, new Float64Array(3))).toThrow(RangeError);
+    expect(a.every((v) => v === 0)).toBe(true);
   });
 });

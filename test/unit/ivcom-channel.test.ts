@@ -14,8 +14,9 @@ import {
 import { makePair, makeSide, msg, pattern, rng, sameBytes, spinUntil } from './ivcom-helpers.js';
 
 let nativeCopy: ((dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number) => void) | undefined;
+let nativeToPeer: ((dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number, choice: Float64Array) => void) | undefined;
 try {
-  nativeCopy = (await import('../../kmod/index.js')).copyBytes;
+  ({ copyBytes: nativeCopy, copyToPeer: nativeToPeer } = await import('../../kmod/index.js'));
 } catch {
   nativeCopy = undefined; // the addon is not built: the native variant is skipped
 }
@@ -183,6 +184,43 @@ describe('ivcom channel', () => {
   it.skipIf(nativeCopy === undefined)('streams 64 MiB through a 64 KiB ring (checksum), copying with the native memmove', () =>
     stream64(nativeCopy),
   );
+  it.skipIf(nativeToPeer === undefined)('streams 128 KiB messages through a 1 MiB ring by streaming stores, and by cached ones (checksums)', async () => {
+    for (const streaming of [true, false]) {
+      const choices = new Set<Float64Array>();
+      let copies = 0;
+      // The ring's own measurements are overridden so that every copy takes the way under test.
+      const toPeer = {
+        choiceWords: 3,
+        copy: (d: Uint8Array, o: number, s: Uint8Array, so: number, n: number, c: Float64Array) => {
+          choices.add(c);
+          c.set(streaming ? [1e6, 1, 1] : [1, 1e6, 1]);
+          copies++;
+          nativeToPeer!(d, o, s, so, n, c);
+          expect(c[streaming ? 0 : 1]).toBe(1e6); // the other way was not timed: this one was taken
+        },
+      };
+      const { a, b } = makePair({ ringBytes: 1 << 20, chunkBytes: 256 * 1024, copy: nativeCopy, toPeer });
+      const r = rng(7);
+      const sent = Array.from({ length: 40 }, () => {
+        const m = new Uint8Array(128 * 1024 + 17);
+        for (let i = 0; i < m.length; i += 61) m[i] = (r() * 256) | 0;
+        return m;
+      });
+      const ps = sent.map((m) => a.ch.send(msg(m, 3)));
+      for (let i = 0; i < 1_000_000 && b.got.length < sent.length; i++) {
+        b.ch.poll();
+        a.ch.poll();
+      }
+      await Promise.all(ps);
+      expect(b.got.length).toBe(sent.length);
+      for (let i = 0; i < sent.length; i++) {
+        expect(createHash('sha256').update(b.got[i]!.payload).digest('hex')).toBe(createHash('sha256').update(sent[i]!).digest('hex'));
+      }
+      expect(copies).toBeGreaterThanOrEqual(sent.length);
+      expect(choices.size).toBe(1); // one choice per ring, kept across copies
+      expect([a.fails, b.fails]).toEqual([[], []]);
+    }
+  });
 
   it('keeps order when small and large messages interleave in both directions', async () => {
     const { a, b } = makePair({ ringBytes: 16 * 1024, chunkBytes: 2048, autoWake: true });

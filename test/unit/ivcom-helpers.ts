@@ -43,6 +43,7 @@ export interface PairOptions {
   limits?: ChannelOptions['limits'];
   allocate?: ChannelOptions['allocate'];
   copy?: ChannelOptions['copy'];
+  toPeer?: ChannelOptions['toPeer'];
 }
 
 export function makeSide(
@@ -65,6 +66,7 @@ export function makeSide(
     limits: o.limits,
     allocate: o.allocate,
     copy: o.copy,
+    toPeer: o.toPeer,
     bell: {
       ring: () => {
         side.rings++;

@@ -41,11 +41,11 @@ import {
   sharedWordsOffset,
   wordAt,
 } from './layout.js';
-import { RingView, type CopyBytes, type RingHost } from './ring.js';
+import { RingView, type CopyBytes, type PeerCopy, type RingHost } from './ring.js';
 import { RxRing, type DestinationRequest } from './ring-rx.js';
 import { TxRing } from './ring-tx.js';
 
-export type { CopyBytes } from './ring.js';
+export type { CopyBytes, CopyToPeer, PeerCopy } from './ring.js';
 export type { DestinationRequest } from './ring-rx.js';
 
 /** Wakes the peer's event loop (an eventfd write in production). */
@@ -103,6 +103,8 @@ export interface ChannelOptions {
    * every payload byte crosses the segment once each way, so long copies use this when given.
    */
   copy?: CopyBytes;
+  /** Optional: kmod's copyToPeer for the payloads this side writes (cached or streaming stores). */
+  toPeer?: PeerCopy;
 }
 
 const OPEN = 0;
@@ -183,6 +185,7 @@ export class IvcomChannel implements RingHost {
       peerClosedW: this.peerClosedW,
       onPending: opts.onPending,
       copy: opts.copy,
+      toPeer: opts.toPeer,
     });
     this.rx = new RxRing(rxView, this, {
       rank: opts.rank,

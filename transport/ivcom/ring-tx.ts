@@ -7,7 +7,7 @@ import type { OutgoingMessage } from '../transport.js';
 import { OutOfRangeError } from '../errors.js';
 import { writeHeaderWords } from '../wire.js';
 import { FRAG_FIRST, FRAG_LAST, NEXT_RESERVE_BYTES, RECORD_HEADER_BYTES, RECORD_MAGIC, wordAt } from './layout.js';
-import { copyBytes, RingHalf, TINY_COPY, type HalfOptions, type RingHost, type RingView } from './ring.js';
+import { copyToPeer, RingHalf, TINY_COPY, type CopyToPeer, type HalfOptions, type PeerCopy, type RingHost, type RingView } from './ring.js';
 
 /** Messages longer than this may be split to fill what is left of the ring. */
 const MIN_SPLIT = 4096;
@@ -28,6 +28,8 @@ interface PendingSend {
 
 export interface TxOptions extends HalfOptions {
   chunkBytes: number;
+  /** Optional: kmod's copyToPeer, for the payload copies into the ring. */
+  toPeer?: PeerCopy;
   /** Word index of the peer's closed word (a consumer that left never frees space again). */
   peerClosedW: number;
   onPending?: (pending: boolean) => void;
@@ -35,6 +37,9 @@ export interface TxOptions extends HalfOptions {
 
 export class TxRing extends RingHalf {
   private readonly chunkBytes: number;
+  private readonly toPeer: CopyToPeer | undefined;
+  /** copyToPeer's measurements for this ring (private memory: the peer must not steer it). */
+  private readonly choice: Float64Array;
   private readonly minSplit: number;
   private readonly peerClosedW: number;
   private readonly onPending: ((pending: boolean) => void) | undefined;
@@ -59,6 +64,8 @@ export class TxRing extends RingHalf {
 
   constructor(v: RingView, host: RingHost, o: TxOptions) {
     super(v, host, o);
+    this.toPeer = o.toPeer?.copy;
+    this.choice = new Float64Array(o.toPeer?.choiceWords ?? 0);
     this.chunkBytes = o.chunkBytes;
     this.minSplit = Math.min(MIN_SPLIT, o.chunkBytes);
     this.peerClosedW = o.peerClosedW;
@@ -116,7 +123,7 @@ export class TxRing extends RingHalf {
             const u8 = this.u8;
             for (let i = 0; i < total; i++) u8[d + i] = part[i]!;
           } else {
-            copyBytes(this.nativeCopy, this.u8, d, part, 0, total);
+            copyToPeer(this.toPeer, this.choice, this.nativeCopy, this.u8, d, part, 0, total);
           }
         } else {
           this.cpPart = 0;
@@ -277,7 +284,7 @@ export class TxRing extends RingHalf {
       if (n > len) n = len;
       if (n > cap - pos) n = cap - pos;
       if (n > 0) {
-        copyBytes(this.nativeCopy, u8, base + pos, part, po, n);
+        copyToPeer(this.toPeer, this.choice, this.nativeCopy, u8, base + pos, part, po, n);
         po += n;
         len -= n;
         pos = (pos + n) & this.mask;

@@ -7,6 +7,15 @@ import { CONS_OFFSET, DATA_WANTED_OFFSET, SPACE_WANTED_OFFSET, ctrlOffset, ringO
 /** dst[dstOff, dstOff+n) = src[srcOff, srcOff+n), in bytes. */
 export type CopyBytes = (dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number) => void;
 
+/** kmod's copyToPeer: copyBytes into the segment, by cached or streaming stores as each has cost lately. */
+export type CopyToPeer = (dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number, choice: Float64Array) => void;
+
+/** The copy into the peer's reach and the length of the state it keeps (one per ring). */
+export interface PeerCopy {
+  copy: CopyToPeer;
+  choiceWords: number;
+}
+
 /**
  * Copies up to this many bytes run as a JS loop instead of TypedArray.prototype.set (and, on the
  * receiving side, the subarray() it needs). Measured through ivrun, one-way latency against the
@@ -24,6 +33,21 @@ const NATIVE_COPY_MIN = 8192;
 export function copyBytes(native: CopyBytes | undefined, dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number): void {
   if (n >= NATIVE_COPY_MIN && native !== undefined) native(dst, dstOff, src, srcOff, n);
   else dst.set(srcOff === 0 && n === src.byteLength ? src : src.subarray(srcOff, srcOff + n), dstOff);
+}
+
+/** copyBytes into the segment: long ones by the peer copy's choice of stores when there is one. */
+export function copyToPeer(
+  toPeer: CopyToPeer | undefined,
+  choice: Float64Array,
+  native: CopyBytes | undefined,
+  dst: Uint8Array,
+  dstOff: number,
+  src: Uint8Array,
+  srcOff: number,
+  n: number,
+): void {
+  if (n >= NATIVE_COPY_MIN && toPeer !== undefined) toPeer(dst, dstOff, src, srcOff, n, choice);
+  else copyBytes(native, dst, dstOff, src, srcOff, n);
 }
 
 /** One direction of the segment: its data ring and the word indices of its control block. */

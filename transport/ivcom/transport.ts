@@ -14,7 +14,7 @@ import type {
   Upcalls,
 } from '../transport.js';
 import { BootstrapError, IvcomError, OutOfRangeError, StateError } from '../errors.js';
-import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions, type CopyBytes } from './channel.js';
+import { DEFAULT_LIMITS, IvcomChannel, type Bell, type ChannelLimits, type ChannelOptions, type CopyBytes, type CopyToPeer } from './channel.js';
 import type { Grant, GrantSource } from './grant.js';
 import type { GroupGrant } from './group-layout.js';
 import { HostGroup } from './group.js';
@@ -48,6 +48,9 @@ export interface KmodLike {
   cpuYield?(): void;
   /** memmove between typed arrays (see ChannelOptions.copy); optional for fakes in tests. */
   copyBytes?: CopyBytes;
+  /** copyBytes into the segment by the cheaper stores (see ChannelOptions.toPeer); optional for fakes. */
+  copyToPeer?: CopyToPeer;
+  copyChoiceWords?: number;
   /** Closes an fd; when absent, node:fs closeSync is used. */
   closeFd?(fd: number): void;
 }
@@ -370,6 +373,10 @@ export class IvcomTransport implements Transport {
         chunkBytes: this.chunkBytes,
         allocate: this.allocate,
         copy: this.kmod.copyBytes,
+        toPeer:
+          this.kmod.copyToPeer !== undefined && this.kmod.copyChoiceWords !== undefined
+            ? { copy: this.kmod.copyToPeer, choiceWords: this.kmod.copyChoiceWords }
+            : undefined,
         // Sends waiting for ring space keep the process alive until they are written; an idle
         // channel does not (the runtime keeps the loop alive while it has pending receives).
         onPending: (pending) => {

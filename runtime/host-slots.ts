@@ -8,7 +8,7 @@
 // Every rank reduces all the parts in rank order with the same kernel, so all get identical bits.
 // Calls run one at a time in call order (the slot's two buffers rely on it, group.ts).
 //
-// A large allreduce (ALLREDUCE_COPY_BYTES) makes up to four rounds: the ranks say where their
+// A large allreduce (allreduceCopyBytes) makes up to four rounds: the ranks say where their
 // contribution and result are; then (host-copy.ts) each reduces its chunk out of the others'
 // contributions by single copy, and takes the others' chunks out of their results, saying after
 // each step that it is done, so nobody's memory is read after its call returned. Whether all can
@@ -18,7 +18,7 @@ import { GROUP_DATA_BYTES, type Descriptor } from '../transport/ivcom/group-layo
 import type { HostGroup } from '../transport/ivcom/group.js';
 import { CollectiveMismatchError, CorruptError, PeerLostError } from './errors.js';
 import { allocLike, allocToOverwrite, BUILTIN_OPS, type Kernel } from './collectives/op.js';
-import { ALLREDUCE_COPY_BYTES } from './collectives/select.js';
+import { allreduceCopyBytes } from './collectives/select.js';
 import { CopyStatus, gatherChunks, probe, reduceOwnChunk, type CopyPlan, type SlotCopier } from './host-copy.js';
 import { Waited, type Progress } from './progress.js';
 import { asBytes, CTOR_OF_KIND, typedKind, type AnyTypedArray } from './typed.js';
@@ -138,9 +138,12 @@ export class HostSlots {
     return this.run({ d, record, data, kind, kernel, into }) as Promise<T>;
   }
 
-  /** Whether allreduce(data) goes by allreduceByCopy (it has a built-in op's kernel and is large). */
-  copies(data: AnyTypedArray, kernel: Kernel | undefined): boolean {
-    return kernel !== undefined && data.byteLength >= ALLREDUCE_COPY_BYTES;
+  /**
+   * Whether allreduce(data) among `ranks` ranks (the world, all on this host) goes by
+   * allreduceByCopy: it has a built-in op's kernel and is large.
+   */
+  copies(data: AnyTypedArray, kernel: Kernel | undefined, ranks: number): boolean {
+    return kernel !== undefined && data.byteLength >= allreduceCopyBytes(ranks);
   }
 
   /**

@@ -119,7 +119,7 @@ export function allreduce<T>(p: CollPort, data: T, op: OpLike = Op.SUM, into?: A
       if (slots.carries(data as AnyTypedArray, k)) return slots.allreduce(data as AnyTypedArray, red.builtin!, k!, into, sig) as Promise<T>;
       // Past their first round the calls below end later than this returns: the communicator
       // watches their promise for the end (no `ends`).
-      if (slots.copies(data as AnyTypedArray, k)) {
+      if (slots.copies(data as AnyTypedArray, k, p.size)) {
         // Undefined: some rank cannot copy, and all learned it in the same round.
         return slots
           .allreduceByCopy(data as AnyTypedArray, red.builtin!, k!, into, sig)

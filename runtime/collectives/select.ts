@@ -45,11 +45,22 @@ export const ALLREDUCE_RING_BYTES = 256 * 1024;
  * rank reads its chunk of the others' contributions and the others' chunks of the result straight
  * out of their memory (one kernel copy per byte moved), where the ring copies every piece into a
  * ring and out again. A read pins the pages it copies, which costs about as much as the ring's
- * second copy saves: with 2 ranks the ring is as fast from 512 KiB to 1 MiB and faster below,
- * the copy faster above; with more ranks than cores the copy is faster (no message per piece to
- * wait for). docs/performance.md has the figures.
+ * second copy saves; with more ranks than cores the copy is faster from 512 KiB (no message per
+ * piece to wait for). docs/performance.md has the figures.
  */
 export const ALLREDUCE_COPY_BYTES = 512 * 1024;
+
+/**
+ * The same for 2 ranks, whose ring allreduce is one exchange each way: into a fresh result the
+ * ring was ahead at 1 MiB (medians 260-266 µs against 290-297 by copy, three sets) and behind at
+ * 2 MiB (557 against 490-503); into a reused buffer the two are even at 1 MiB.
+ */
+export const ALLREDUCE_COPY_BYTES_TWO_RANKS = 2 * 1024 * 1024;
+
+/** From which size an allreduce among `ranks` ranks of one host goes by single copy. */
+export function allreduceCopyBytes(ranks: number): number {
+  return ranks === 2 ? ALLREDUCE_COPY_BYTES_TWO_RANKS : ALLREDUCE_COPY_BYTES;
+}
 
 /**
  * reduce of a typed array with a built-in op of at least this many bytes, on at least

@@ -13,7 +13,7 @@ import { CrossMemory } from '../../transport/cma.js';
 import { HostSlots } from '../../runtime/host-slots.js';
 import { Progress } from '../../runtime/progress.js';
 import { kernel, type AnyTypedArray } from '../../runtime/collectives/op.js';
-import { ALLREDUCE_COPY_BYTES } from '../../runtime/collectives/select.js';
+import { ALLREDUCE_COPY_BYTES, ALLREDUCE_COPY_BYTES_TWO_RANKS } from '../../runtime/collectives/select.js';
 import type { SlotCopier } from '../../runtime/host-copy.js';
 
 const open: HostGroup[] = [];
@@ -80,8 +80,9 @@ describe('large allreduce by single copy in the host group', () => {
     const gs = groups(n);
     const slots = slotsFor(gs, gs.map(() => realCopier()));
     const want = expected(n);
-    expect(slots[0]!.copies(contribution(0), SUM)).toBe(true);
-    expect(slots[0]!.copies(new Float64Array(ALLREDUCE_COPY_BYTES / 8 - 1), SUM)).toBe(false);
+    const from = n === 2 ? ALLREDUCE_COPY_BYTES_TWO_RANKS : ALLREDUCE_COPY_BYTES;
+    expect(slots[0]!.copies(new Float64Array(from / 8), SUM, n)).toBe(true);
+    expect(slots[0]!.copies(new Float64Array(from / 8 - 1), SUM, n)).toBe(false);
 
     const data = gs.map((_, r) => contribution(r));
     const fresh = await allByCopy(slots, data);

@@ -15,8 +15,9 @@ import { makePair, makeSide, msg, pattern, rng, sameBytes, spinUntil } from './i
 
 let nativeCopy: ((dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number) => void) | undefined;
 let nativeToPeer: ((dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, n: number, choice: Float64Array) => void) | undefined;
+let choiceWords = 0;
 try {
-  ({ copyBytes: nativeCopy, copyToPeer: nativeToPeer } = await import('../../kmod/index.js'));
+  ({ copyBytes: nativeCopy, copyToPeer: nativeToPeer, copyChoiceWords: choiceWords } = await import('../../kmod/index.js'));
 } catch {
   nativeCopy = undefined; // the addon is not built: the native variant is skipped
 }
@@ -190,7 +191,7 @@ describe('ivcom channel', () => {
       let copies = 0;
       // The ring's own measurements are overridden so that every copy takes the way under test.
       const toPeer = {
-        choiceWords: 3,
+        choiceWords,
         copy: (d: Uint8Array, o: number, s: Uint8Array, so: number, n: number, c: Float64Array) => {
           choices.add(c);
           c.set(streaming ? [1e6, 1, 1] : [1, 1e6, 1]);

@@ -432,6 +432,10 @@ export class Engine {
 
   /** What this rank is waiting for, in lines a user can act on (ivrun asks on a hang). */
   report(): string[] {
+    // A rank asleep on something else (a slot round, a doorbell it armed before a channel was
+    // attached) may not have looked at a ring since a message landed there: take in what has
+    // arrived, so the report counts it.
+    this.progress.poll();
     let large = 0;
     for (const _ of this.rendezvous.waitingSends()) large++;
     return describeWaits({

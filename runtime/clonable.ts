@@ -45,13 +45,14 @@ export interface Walk {
   containers: number;
   /** Plain data so far (see above). */
   plain: boolean;
-  /** The containers met, while the value may still be plain. */
+  /** The containers met, while the value may still be plain: the first seenCount (during the walk only). */
   seen: object[] | undefined;
+  seenCount: number;
 }
 
 /** Why the value cannot be sent, or undefined when it can. */
 export function refusal(value: unknown): Refusal | undefined {
-  return examine(value, { containers: 0, plain: false, seen: undefined });
+  return examine(value, { containers: 0, plain: false, seen: undefined, seenCount: 0 });
 }
 
 /**
@@ -64,6 +65,14 @@ export function examine(value: unknown, walk: Walk): Refusal | undefined {
   walk.plain = true;
   walk.seen = undefined;
   const r = quick(value, 0, walk);
+  // quick() may have set it (TypeScript still sees the undefined stored above).
+  const seen = walk.seen as object[] | undefined;
+  if (seen !== undefined) {
+    // Back to the spare, emptied: nothing of the value is kept alive by it.
+    seen.fill(NOTHING, 0, walk.seenCount);
+    spareSeen = seen;
+    walk.seen = undefined;
+  }
   if (r === TOO_BIG) {
     walk.plain = false;
     return thorough(value);
@@ -72,11 +81,34 @@ export function examine(value: unknown, walk: Walk): Refusal | undefined {
   return r === undefined ? undefined : { tooDeep: false, what: r };
 }
 
+/** What an unused entry of a walk's list holds. */
+const NOTHING: object = Object.freeze({});
+
+function seenList(): object[] {
+  return new Array<object>(PLAIN_MAX_CONTAINERS).fill(NOTHING);
+}
+
+/**
+ * The list a walk notes containers in, kept between sends, full length (a fresh one per send
+ * was ~180 B of the ~1.9 KB a small object's round trip allocates). Lent to one walk at a time:
+ * a getter the walk reaches may send, and that walk takes a list of its own.
+ */
+let spareSeen: object[] | undefined = seenList();
+
 /** Notes a container of a value that may still be plain: false once it cannot be. */
 function plainContainer(v: object, walk: Walk): boolean {
-  const seen = (walk.seen ??= []);
-  if (seen.length >= PLAIN_MAX_CONTAINERS || seen.includes(v)) return false;
-  seen.push(v);
+  let seen = walk.seen;
+  if (seen === undefined) {
+    seen = spareSeen ?? seenList();
+    spareSeen = undefined;
+    walk.seen = seen;
+    walk.seenCount = 0;
+  }
+  const n = walk.seenCount;
+  if (n >= PLAIN_MAX_CONTAINERS) return false;
+  for (let i = 0; i < n; i++) if (seen[i] === v) return false;
+  seen[n] = v;
+  walk.seenCount = n + 1;
   return true;
 }
 

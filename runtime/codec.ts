@@ -94,7 +94,7 @@ export function encode(value: unknown): Encoded {
     if (value.byteLength > MAX_MESSAGE_BYTES) throw tooLarge(`an ArrayBuffer of ${value.byteLength} bytes`);
     return result(Codec.ArrayBuffer, new Uint8Array(value));
   }
-  const walk: Walk = { containers: 0, plain: false, seen: undefined };
+  const walk: Walk = { containers: 0, plain: false, seen: undefined, seenCount: 0 };
   const refused = examine(value, walk);
   if (refused?.tooDeep) throw tooDeep(refused.what);
   if (refused !== undefined) {

@@ -60,7 +60,7 @@ describe('values structured clone refuses', () => {
 });
 
 describe('plain data (encoded without structured cloning)', () => {
-  const walk = () => ({ containers: 0, plain: false, seen: undefined as object[] | undefined });
+  const walk = () => ({ containers: 0, plain: false, seen: undefined as object[] | undefined, seenCount: 0 });
   const plainOf = (v: unknown) => {
     const w = walk();
     examine(v, w);
@@ -112,6 +112,24 @@ describe('plain data (encoded without structured cloning)', () => {
       expect(plainOf(v), what).toBe(false);
       if (v !== undefined && !(ArrayBuffer.isView(v) || v instanceof ArrayBuffer)) expect(encode(v).codec, what).toBe(Codec.Msgpack);
     }
+    // The walks' list of containers is kept between walks: one walk's containers are not the next's.
+    const again = { s: 2 };
+    expect(plainOf([again, { again }])).toBe(false);
+    expect(plainOf([{ s: 2 }, { again: { s: 2 } }])).toBe(true);
+    expect(plainOf([again])).toBe(true);
+    // A getter the walk reaches may walk another value meanwhile (a send inside it): each walk
+    // keeps its own list, so the outer one still sees its object reached twice.
+    let inner: boolean | undefined;
+    const withGetter = {
+      a: shared,
+      get b() {
+        inner = plainOf([{ x: 1 }, { y: [2] }]);
+        return 1;
+      },
+      c: shared,
+    };
+    expect(plainOf(withGetter)).toBe(false);
+    expect(inner).toBe(true);
     // What plain encoding would have lost: the shared object arrives as one object.
     const e = encode([shared, { again: shared }]);
     const back = decodeLocal(e.codec, e.bytes.slice(), 1) as [object, { again: object }];

@@ -64,14 +64,18 @@ export function examine(value: unknown, walk: Walk): Refusal | undefined {
   walk.containers = 0;
   walk.plain = true;
   walk.seen = undefined;
-  const r = quick(value, 0, walk);
-  // quick() may have set it (TypeScript still sees the undefined stored above).
-  const seen = walk.seen as object[] | undefined;
-  if (seen !== undefined) {
-    // Back to the spare, emptied: nothing of the value is kept alive by it.
-    seen.fill(NOTHING, 0, walk.seenCount);
-    spareSeen = seen;
-    walk.seen = undefined;
+  let r: string | undefined;
+  try {
+    r = quick(value, 0, walk);
+  } finally {
+    // Back to the spare, emptied (nothing of the value kept alive by it), also when a getter
+    // the walk reached threw. quick() may have set it (TypeScript still sees the undefined above).
+    const seen = walk.seen as object[] | undefined;
+    if (seen !== undefined) {
+      seen.fill(NOTHING, 0, walk.seenCount);
+      spareSeen = seen;
+      walk.seen = undefined;
+    }
   }
   if (r === TOO_BIG) {
     walk.plain = false;

@@ -130,6 +130,16 @@ describe('plain data (encoded without structured cloning)', () => {
     };
     expect(plainOf(withGetter)).toBe(false);
     expect(inner).toBe(true);
+    // A getter that throws ends the walk; the next walks still judge by their own containers.
+    const throwing = {
+      a: again,
+      get b(): number {
+        throw new Error('getter');
+      },
+    };
+    expect(() => plainOf(throwing)).toThrow('getter');
+    expect(plainOf([again, { again }])).toBe(false);
+    expect(plainOf([{ s: 3 }, { s: 3 }])).toBe(true);
     // What plain encoding would have lost: the shared object arrives as one object.
     const e = encode([shared, { again: shared }]);
     const back = decodeLocal(e.codec, e.bytes.slice(), 1) as [object, { again: object }];

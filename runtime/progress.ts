@@ -3,6 +3,7 @@
 // is communication pending (every handle the runtime owns is unref'd, so an idle rank may exit).
 
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { HOST_CPUS_ENV, type PeerInfo } from '../transport/bootstrap/protocol.js';
 import type { IncomingMessage, Transport } from '../transport/transport.js';
 import { OutOfRangeError } from './errors.js';
@@ -19,13 +20,19 @@ import { RunQueue } from './run-queue.js';
 const SETTLED = Promise.resolve();
 
 /**
- * Polls between readings of the clock while spinning, minus one (a mask): a reading costs ~0.1 µs
- * and a few dozen bytes of garbage, more than a quiet poll, so a spin reads it every few µs,
- * well within its 20 µs minimum budget; polls that yield the core take longer, so those read it
- * more often.
+ * Polls between readings of the clock while spinning, minus one (a mask): a reading (~45 ns)
+ * costs more than a quiet poll, so a spin reads it every few µs, well within its 20 µs minimum
+ * budget; polls that yield the core take longer, so those read it more often.
  */
 const CLOCK_EVERY = 127;
 const CLOCK_EVERY_RELAXED = 15;
+/**
+ * A spin's deadline before its first reading of the clock. A spin does not read the clock to
+ * begin: its budget runs from its first check (CLOCK_EVERY polls in, a few µs), so a spin that
+ * ends sooner (a ping-pong's reply, a collective partner already there) never reads it. A reading
+ * costs ~45 ns, 7 % of an 8 B message's one-way time (docs/performance.md, stop 31).
+ */
+const UNSTARTED = -1;
 
 /**
  * Longest run (ms) of spins scheduled as microtasks before the event loop gets a turn (timers,
@@ -224,9 +231,7 @@ export class Progress {
    */
   waitNow(req: Settles): boolean {
     if (this.memory.length === 0 || this.owesTurn()) return false;
-    const now = performance.now();
-    const budget = this.waitNowBudget(now);
-    this.pollFor(now + budget, budget, req);
+    this.pollFor(this.waitNowBudget(), req);
     if (req.outcome === Outcome.Pending) {
       this.awaited = req.source;
       this.kick();
@@ -248,9 +253,8 @@ export class Progress {
     if (this.crowded) return null;
     if (this.memory.length === 0 || this.owesTurn()) return undefined;
     const t = this.memory;
-    const now = performance.now();
-    const budget = this.waitNowBudget(now);
-    const deadline = now + budget;
+    const budget = this.waitNowBudget();
+    let deadline = UNSTARTED;
     const clockEvery = budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
     for (let i = 0; ; ) {
       const m = take();
@@ -262,7 +266,11 @@ export class Progress {
       let n = 0;
       for (const tr of t) n += tr.poll!();
       if (n !== 0) continue;
-      if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
+      if ((i & clockEvery) === clockEvery) {
+        const now = performance.now();
+        if (deadline === UNSTARTED) deadline = this.deadlineFrom(now, budget);
+        if (now >= deadline) break;
+      }
       i++;
     }
     this.awaited = source;
@@ -282,9 +290,8 @@ export class Progress {
     if (this.owesTurn()) return Waited.TurnOwed;
     const t = this.memory;
     const relax = this.crowded;
-    const now = performance.now();
-    const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs;
-    const deadline = now + budget;
+    const budget = this.runQueue?.latest === true ? 0 : this.spinBudgetMs;
+    let deadline = UNSTARTED;
     const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
     let out = Waited.Spent;
     for (let i = 0; ; i++) {
@@ -299,7 +306,11 @@ export class Progress {
         break;
       }
       if (relax) for (const tr of t) tr.relax?.(ANY_PEER);
-      if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
+      if ((i & clockEvery) === clockEvery) {
+        const now = performance.now();
+        if (deadline === UNSTARTED) deadline = this.deadlineFrom(now, budget);
+        if (now >= deadline) break;
+      }
     }
     // Polling withdrew the doorbell requests (as poll() says): receives still pending need them
     // back, or their peers' next writes would not ring while this rank sleeps.
@@ -317,21 +328,27 @@ export class Progress {
     return true;
   }
 
-  /** How long a wait inside a call spins: WAIT_NOW_MS at most, nothing under run-queue pressure. */
-  private waitNowBudget(now: number): number {
-    return this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs < WAIT_NOW_MS ? this.spinBudgetMs : WAIT_NOW_MS;
+  /** How long a wait inside a call spins: WAIT_NOW_MS at most, nothing under run-queue pressure (as last sampled). */
+  private waitNowBudget(): number {
+    return this.runQueue?.latest === true ? 0 : this.spinBudgetMs < WAIT_NOW_MS ? this.spinBudgetMs : WAIT_NOW_MS;
+  }
+
+  /**
+   * The deadline of a spin (UNSTARTED) at its first reading of the clock, `now`: `budget` from
+   * now, or now when the run queue, sampled again, is under pressure (then the spin ends here).
+   */
+  private deadlineFrom(now: number, budget: number): number {
+    return this.runQueue?.pressure(now) === true ? now : now + budget;
   }
 
   private readonly spin = (): void => {
     this.spinScheduled = false;
     let moved = 0;
     if (this.holds > 0) {
-      const now = performance.now();
       // Under pressure (run-queue.ts), or with no budget: a few looks at the rings (yielding
       // ones when crowded: the peer may answer meanwhile, cheaper than a doorbell), then sleep
       // on the doorbell.
-      const budget = this.runQueue?.pressure(now) ? 0 : this.spinBudgetMs;
-      moved = this.pollFor(now + budget, budget, undefined);
+      moved = this.pollFor(this.runQueue?.latest === true ? 0 : this.spinBudgetMs, undefined);
       if (moved !== 0) this.awaited = ANY_PEER;
     }
     if (moved === 0) {
@@ -345,11 +362,12 @@ export class Progress {
   /**
    * Polls the memory transports until `until` settles, or (without it) until something moved
    * and the rings are quiet again (a burst is taken whole, then its continuations run: receives
-   * completed, sends written), or until `deadline` passes with nothing moving. Returns how
-   * much moved.
+   * completed, sends written), or until `budget` ms pass with nothing moving (counted from the
+   * first check of the clock: UNSTARTED). Returns how much moved.
    */
-  private pollFor(deadline: number, budget: number, until: Settles | undefined): number {
+  private pollFor(budget: number, until: Settles | undefined): number {
     const t = this.memory;
+    let deadline = UNSTARTED;
     const relax = this.crowded;
     // A quiet poll takes tens of ns; a yielding one (relax) over a µs.
     const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
@@ -370,7 +388,11 @@ export class Progress {
         for (const tr of t) if (tr.relax?.(until !== undefined ? until.source : this.awaited) !== false) gave = true;
         if (!gave) continue;
       }
-      if ((i & clockEvery) === clockEvery && performance.now() >= deadline) break;
+      if ((i & clockEvery) === clockEvery) {
+        const now = performance.now();
+        if (deadline === UNSTARTED) deadline = this.deadlineFrom(now, budget);
+        if (now >= deadline) break;
+      }
       i++;
     }
     return moved;

@@ -62,6 +62,11 @@ export class RunQueue {
     return this.crowded;
   }
 
+  /** The verdict as of the last sample, without sampling: a spin's start reads no clock (progress.ts). */
+  get latest(): boolean {
+    return this.crowded;
+  }
+
   /** Runnable threads now (0 when the file cannot be read: no pressure). */
   private running(): number {
     let n: number;

@@ -25,6 +25,7 @@
 // done, when no claim of it is outstanding. Both words are in the peer's reach: every value read
 // is checked against what this side knows (its own byte count and generation), once.
 
+import { performance } from 'node:perf_hooks';
 import type { CrossMemory } from '../transport/cma.js';
 import { SHARED_WORDS, type Endpoint } from '../transport/transport.js';
 import { readU32, writeU32 } from '../transport/wire.js';

@@ -52,6 +52,20 @@ describe('run-queue pressure', () => {
     rq.close();
   });
 
+  it('gives its last verdict without sampling (latest), as a spin reads it before the clock', () => {
+    const f = join(dir, 'latest');
+    writeFileSync(f, '0.96 1.95 2.08 5/85 15755\n');
+    const rq = new RunQueue(2, f);
+    expect(rq.latest).toBe(false);
+    let t = 1;
+    for (let i = 0; i < MAJORITY; i++) rq.pressure((t += MS10));
+    expect(rq.latest).toBe(true);
+    // Only pressure() samples: the file changing leaves the verdict as it was.
+    writeFileSync(f, '0.96 1.95 2.08 1/85 15755\n');
+    expect(rq.latest).toBe(true);
+    rq.close();
+  });
+
   it('never reports pressure from an unreadable or malformed count', () => {
     const f = join(dir, 'bad');
     writeFileSync(f, 'garbage without the field\n');

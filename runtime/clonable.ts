@@ -72,7 +72,8 @@ export function examine(value: unknown, walk: Walk): Refusal | undefined {
     // the walk reached threw. quick() may have set it (TypeScript still sees the undefined above).
     const seen = walk.seen as object[] | undefined;
     if (seen !== undefined) {
-      seen.fill(NOTHING, 0, walk.seenCount);
+      // A loop, not fill(): Node 20's Array.prototype.fill is a call into C++ (~0.1 µs a send).
+      for (let i = 0, n = walk.seenCount; i < n; i++) seen[i] = NOTHING;
       spareSeen = seen;
       walk.seen = undefined;
     }
@@ -135,10 +136,13 @@ function opaque(v: object): boolean {
   return ArrayBuffer.isView(v) || types.isAnyArrayBuffer(v) || types.isDate(v) || types.isRegExp(v) || types.isBoxedPrimitive(v);
 }
 
-/** A string, number or boolean: nothing to look into, plain (checked in place, not by a call per leaf). */
+/**
+ * A string, number or boolean: nothing to look into, plain (checked in place, not by a call per
+ * leaf). Each test spelled `typeof x === '...'`: V8 compiles that to a type check, while a
+ * `typeof` kept in a variable calls its Typeof builtin.
+ */
 function plainLeaf(x: unknown): boolean {
-  const t = typeof x;
-  return t === 'string' || t === 'number' || t === 'boolean';
+  return typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean';
 }
 
 function quick(v: unknown, depth: number, budget: Walk): string | undefined {

@@ -10,6 +10,7 @@
 
 import { Packr, Unpackr } from 'msgpackr';
 import { CorruptError } from './errors.js';
+import { packed } from './packed.js';
 
 /**
  * Shapes one process sends as records. msgpackr's default is 32 (one-byte ids); more take two
@@ -38,7 +39,7 @@ export function shapesOpen(): boolean {
 
 /** A plain value as records (codec MsgpackShaped). */
 export function packShaped(value: unknown): Uint8Array {
-  return shapedPackr.pack(value);
+  return packed(shapedPackr, value);
 }
 
 /** What a rank told each peer of its table, and what it learned of each peer's. */

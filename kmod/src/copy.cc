@@ -93,14 +93,20 @@ Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
 // in private memory, one per ring (Float64Array, kChoiceWords):
 //   [0] cached stores, ns per KiB (moving average; 0: not measured yet)
 //   [1] streaming stores, ns per KiB (the same)
-//   [2] copies timed so far
-constexpr size_t kChoiceWords = 3;
+//   [2] copies left before the next exploring copy (one that goes the other way)
+//   [3] copies between exploring copies, kExploreMin..kExploreMax
+constexpr size_t kChoiceWords = 4;
 // Below this a copy is too short to time against clock_gettime (~25 ns) and stays in the
 // reader's reach cheaply anyway: memmove.
 constexpr size_t kChoiceMinCopy = 16384;
-// One timed copy in this many goes the other way, so a phase change is seen (within ~64 copies
-// of the ring, a few ms of a stream) at a cost of 1/64 of copies taking the slower way.
-constexpr uint64_t kExploreEvery = 64;
+// An exploring copy goes the other way so that a phase change is seen. Each one that confirms
+// the choice doubles the gap to the next, up to kExploreMax; one that overturns it brings the gap
+// back to kExploreMin. An exploring copy costs the slower way's time: at 1 in 64 that was ~9 % of
+// a stream in a slow phase (cached ~3 GB/s beside streaming ~20) and ~3 % in a fast one; at 1 in
+// 1024 it is under 1 %, and a phase change is still seen within 1024 copies (64 MiB of 64 KiB
+// messages, a few ms of a stream).
+constexpr double kExploreMin = 64;
+constexpr double kExploreMax = 1024;
 // Streaming is taken only when cached stores cost this many times more: streaming leaves the
 // payload in memory rather than in a cache the reader can take it from, which the writer's own
 // timing cannot see (a 2x margin: measured 38 vs 31 GB/s writer-side where the stream as a whole
@@ -147,19 +153,24 @@ constexpr bool kCanStream = false;
 void CopyStreaming(uint8_t* d, const uint8_t* s, size_t n) { std::memmove(d, s, n); }
 #endif
 
+bool PreferStreaming(double cached, double streaming) { return cached > streaming * kStreamMargin; }
+
 void CopyChosen(uint8_t* d, const uint8_t* s, size_t n, double* choice) {
   const double cached = choice[0];
   const double streaming = choice[1];
-  const uint64_t count = static_cast<uint64_t>(choice[2]);
-  choice[2] = static_cast<double>(count + 1);
   bool stream;
+  bool exploring = false;
+  bool preferred = false;
   if (cached <= 0) {
     stream = false;
   } else if (streaming <= 0) {
     stream = true;
   } else {
-    stream = cached > streaming * kStreamMargin;
-    if (count % kExploreEvery == 0) stream = !stream;
+    preferred = PreferStreaming(cached, streaming);
+    const double left = choice[2] - 1;
+    exploring = !(left > 0);  // also a state that was never set (0) or is not a number
+    choice[2] = left;
+    stream = exploring ? !preferred : preferred;
   }
   const double t0 = NowNs();
   if (stream) {
@@ -169,8 +180,21 @@ void CopyChosen(uint8_t* d, const uint8_t* s, size_t n, double* choice) {
   }
   double perKiB = (NowNs() - t0) * 1024.0 / static_cast<double>(n);
   double& avg = choice[stream ? 1 : 0];
+  if (exploring) {
+    // The way not taken lately: its average is old, this copy is what it costs now. (An
+    // interrupted exploring copy only makes the choice look right: it holds, and is looked at
+    // again after the next gap.)
+    avg = perKiB;
+    const bool held = PreferStreaming(choice[0], choice[1]) == preferred;
+    const double gap = choice[3] >= kExploreMin ? choice[3] : kExploreMin;
+    choice[3] = held ? (gap * 2 < kExploreMax ? gap * 2 : kExploreMax) : kExploreMin;
+    choice[2] = choice[3];
+    return;
+  }
   if (avg > 0 && perKiB > avg * kSampleCap) perKiB = avg * kSampleCap;
   avg = avg > 0 ? avg + kEwmaWeight * (perKiB - avg) : perKiB;
+  // Both ways measured for the first time: the gaps start.
+  if (stream && streaming <= 0) choice[2] = choice[3] = kExploreMin;
 }
 
 // copyToPeer(dst, dstOff, src, srcOff, n, choice): as copyBytes; `choice` (Float64Array of

@@ -73,19 +73,21 @@ describe('native copyBytes', () => {
 });
 
 describe('native copyToPeer', () => {
-  // choice: [cached ns/KiB, streaming ns/KiB, copies timed] (kmod/src/copy.cc).
+  // choice: [cached ns/KiB, streaming ns/KiB, copies left before exploring, gap] (kmod/src/copy.cc).
   const SLOW = 1e6;
   const FAST = 1;
-  const choiceOf = (cached: number, streaming: number, count: number): Float64Array => Float64Array.from([cached, streaming, count]);
+  const MIN_GAP = 64;
+  const MAX_GAP = 1024;
+  const choiceOf = (cached: number, streaming: number, left: number, gap = MIN_GAP): Float64Array => Float64Array.from([cached, streaming, left, gap]);
 
   it('copies the same bytes by cached and by streaming stores, at any alignment and length', () => {
-    expect(copyChoiceWords).toBe(3);
+    expect(copyChoiceWords).toBe(4);
     const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
     const src = bytes(200_000, 13);
-    // count 1: not an exploring copy, so the faster-looking way is taken.
+    // 10 copies left before exploring: the faster-looking way is taken.
     for (const [label, choice] of [
-      ['streaming', () => choiceOf(SLOW, FAST, 1)],
-      ['cached', () => choiceOf(FAST, SLOW, 1)],
+      ['streaming', () => choiceOf(SLOW, FAST, 10)],
+      ['cached', () => choiceOf(FAST, SLOW, 10)],
     ] as const) {
       for (const at of [0, 1, 15, 16, 63, 64, 4095]) {
         for (const n of [16_384, 16_385, 65_536, 65_599, 199_999]) {
@@ -96,14 +98,14 @@ describe('native copyToPeer', () => {
           expect(ok, `${label} at ${at}, ${n} bytes`).toBe(true);
           expect([sab[4095 + at], sab[4096 + at + n]]).toEqual([0, 0]);
           // Only the way taken was timed.
-          if (label === 'streaming') expect([c[0], c[1] !== FAST, c[2]]).toEqual([SLOW, true, 2]);
-          else expect([c[0] !== FAST, c[1], c[2]]).toEqual([true, SLOW, 2]);
+          if (label === 'streaming') expect([c[0], c[1] !== FAST, c[2], c[3]]).toEqual([SLOW, true, 9, MIN_GAP]);
+          else expect([c[0] !== FAST, c[1], c[2], c[3]]).toEqual([true, SLOW, 9, MIN_GAP]);
         }
       }
     }
   });
 
-  it('measures both ways first, then takes the cheaper one, and every 64th copy the other', () => {
+  it('measures both ways first, then takes the cheaper one, and now and then the other', () => {
     const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
     const src = bytes(65_536, 3);
     const c = new Float64Array(copyChoiceWords);
@@ -111,28 +113,54 @@ describe('native copyToPeer', () => {
     expect(c[0]).toBeGreaterThan(0); // cached measured first
     expect(c[1]).toBe(0);
     copyToPeer(sab, 0, src, 0, src.byteLength, c);
-    expect(c[1]).toBeGreaterThan(0); // then streaming
+    expect(c[1]).toBeGreaterThan(0); // then streaming, and the gaps start
+    expect([c[2], c[3]]).toEqual([MIN_GAP, MIN_GAP]);
     // Cached made to look 10x dearer: streaming from now on, but for the exploring copy.
     c[0] = c[1] * 10;
-    c[2] = 63;
+    c[2] = 2;
     const cached = c[0];
     copyToPeer(sab, 0, src, 0, src.byteLength, c);
-    expect(c[0]).toBe(cached);
-    copyToPeer(sab, 0, src, 0, src.byteLength, c); // count 64: explores cached
+    expect([c[0], c[2]]).toEqual([cached, 1]);
+    copyToPeer(sab, 0, src, 0, src.byteLength, c); // the last one left: explores cached
     expect(c[0]).not.toBe(cached);
     // Within the 2x margin cached stays the choice.
     c[0] = c[1] * 1.5;
-    c[2] = 1;
+    c[2] = 5;
     const streaming = c[1];
     copyToPeer(sab, 0, src, 0, src.byteLength, c);
     expect(c[1]).toBe(streaming);
     expect(Buffer.from(sab.subarray(0, src.byteLength)).equals(Buffer.from(src))).toBe(true);
   });
 
+  it('an exploring copy that confirms the choice doubles the gap, up to the most; one that overturns it starts over', () => {
+    const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
+    const src = bytes(65_536, 7);
+    // Streaming looks impossibly cheap: an exploring (cached) copy confirms it, whatever it costs.
+    const c = choiceOf(SLOW, 1e-9, 1);
+    const gaps: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      c[2] = 1;
+      copyToPeer(sab, 0, src, 0, src.byteLength, c);
+      expect(c[0]).toBeLessThan(SLOW); // the cached copy's own time, not averaged with the old one
+      c[0] = SLOW;
+      gaps.push(c[3]!);
+      expect(c[2]).toBe(c[3]);
+    }
+    expect(gaps).toEqual([128, 256, 512, 1024, 1024, 1024]);
+    // Streaming now looks impossibly dear: the exploring copy (cached) overturns the choice.
+    c[1] = 1e12;
+    c[2] = 1;
+    copyToPeer(sab, 0, src, 0, src.byteLength, c);
+    expect([c[2], c[3]]).toEqual([MIN_GAP, MIN_GAP]);
+    expect(c[0]).toBeLessThan(1e12 / 2); // cached is the choice now
+    expect(MAX_GAP).toBe(1024);
+    expect(Buffer.from(sab.subarray(0, src.byteLength)).equals(Buffer.from(src))).toBe(true);
+  });
+
   it('caps one slow copy at 4x the average, so an interrupted copy does not flip the choice', () => {
     const sab = new Uint8Array(new SharedArrayBuffer(1 << 20));
     const src = bytes(65_536, 5);
-    const c = choiceOf(1e-9, SLOW, 1); // cached looks impossibly fast: any real copy is "slow"
+    const c = choiceOf(1e-9, SLOW, 10); // cached looks impossibly fast: any real copy is "slow"
     copyToPeer(sab, 0, src, 0, src.byteLength, c);
     expect(c[0]).toBeCloseTo(1e-9 * (1 + 0.125 * 3), 15);
   });
@@ -148,15 +176,15 @@ describe('native copyToPeer', () => {
     want.copyWithin(8, 0, 90_000);
     copyToPeer(x, 8, x, 0, 90_000, c);
     expect(Buffer.from(x).equals(Buffer.from(want))).toBe(true);
-    expect([...c]).toEqual([0, 0, 0]);
+    expect([...c]).toEqual([0, 0, 0, 0]);
   });
 
   it('rejects a choice that is not a Float64Array of copyChoiceWords, and ranges past either end', () => {
     const a = new Uint8Array(70_000);
     const b = bytes(70_000, 1);
-    expect(() => copyToPeer(a, 0, b, 0, 65_536, new Float64Array(2))).toThrow(TypeError);
-    expect(() => copyToPeer(a, 0, b, 0, 65_536, new Float32Array(3) as unknown as Float64Array)).toThrow(TypeError);
-    expect(() => copyToPeer(a, 10_000, b, 0, 65_536, new Float64Array(3))).toThrow(RangeError);
+    expect(() => copyToPeer(a, 0, b, 0, 65_536, new Float64Array(3))).toThrow(TypeError);
+    expect(() => copyToPeer(a, 0, b, 0, 65_536, new Float32Array(4) as unknown as Float64Array)).toThrow(TypeError);
+    expect(() => copyToPeer(a, 10_000, b, 0, 65_536, new Float64Array(4))).toThrow(RangeError);
     expect(a.every((v) => v === 0)).toBe(true);
   });
 });

@@ -194,7 +194,8 @@ describe('ivcom channel', () => {
         choiceWords,
         copy: (d: Uint8Array, o: number, s: Uint8Array, so: number, n: number, c: Float64Array) => {
           choices.add(c);
-          c.set(streaming ? [1e6, 1, 1] : [1, 1e6, 1]);
+          // Ten copies left before an exploring one, at the shortest gap.
+          c.set(streaming ? [1e6, 1, 10, 64] : [1, 1e6, 10, 64]);
           copies++;
           nativeToPeer!(d, o, s, so, n, c);
           expect(c[streaming ? 0 : 1]).toBe(1e6); // the other way was not timed: this one was taken

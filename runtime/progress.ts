@@ -33,6 +33,8 @@ const CLOCK_EVERY_RELAXED = 15;
  * costs ~45 ns, 7 % of an 8 B message's one-way time (docs/performance.md, stop 31).
  */
 const UNSTARTED = -1;
+/** A spin's deadline once it has passed (deadlines are performance.now() readings, never negative). */
+const PASSED = -2;
 
 /**
  * Longest run (ms) of spins scheduled as microtasks before the event loop gets a turn (timers,
@@ -266,11 +268,7 @@ export class Progress {
       let n = 0;
       for (const tr of t) n += tr.poll!();
       if (n !== 0) continue;
-      if ((i & clockEvery) === clockEvery) {
-        const now = performance.now();
-        if (deadline === UNSTARTED) deadline = this.deadlineFrom(now, budget);
-        if (now >= deadline) break;
-      }
+      if ((i & clockEvery) === clockEvery && (deadline = this.check(deadline, budget)) === PASSED) break;
       i++;
     }
     this.awaited = source;
@@ -306,11 +304,7 @@ export class Progress {
         break;
       }
       if (relax) for (const tr of t) tr.relax?.(ANY_PEER);
-      if ((i & clockEvery) === clockEvery) {
-        const now = performance.now();
-        if (deadline === UNSTARTED) deadline = this.deadlineFrom(now, budget);
-        if (now >= deadline) break;
-      }
+      if ((i & clockEvery) === clockEvery && (deadline = this.check(deadline, budget)) === PASSED) break;
     }
     // Polling withdrew the doorbell requests (as poll() says): receives still pending need them
     // back, or their peers' next writes would not ring while this rank sleeps.
@@ -334,11 +328,14 @@ export class Progress {
   }
 
   /**
-   * The deadline of a spin (UNSTARTED) at its first reading of the clock, `now`: `budget` from
-   * now, or now when the run queue, sampled again, is under pressure (then the spin ends here).
+   * A spin's check of the clock: its deadline, PASSED once that has passed. The first check
+   * starts it (`deadline` UNSTARTED): `budget` from now, or now when the run queue, sampled
+   * again, is under pressure (the spin then ends here).
    */
-  private deadlineFrom(now: number, budget: number): number {
-    return this.runQueue?.pressure(now) === true ? now : now + budget;
+  private check(deadline: number, budget: number): number {
+    const now = performance.now();
+    if (deadline === UNSTARTED) deadline = this.runQueue?.pressure(now) === true ? now : now + budget;
+    return now >= deadline ? PASSED : deadline;
   }
 
   private readonly spin = (): void => {
@@ -388,11 +385,7 @@ export class Progress {
         for (const tr of t) if (tr.relax?.(until !== undefined ? until.source : this.awaited) !== false) gave = true;
         if (!gave) continue;
       }
-      if ((i & clockEvery) === clockEvery) {
-        const now = performance.now();
-        if (deadline === UNSTARTED) deadline = this.deadlineFrom(now, budget);
-        if (now >= deadline) break;
-      }
+      if ((i & clockEvery) === clockEvery && (deadline = this.check(deadline, budget)) === PASSED) break;
       i++;
     }
     return moved;

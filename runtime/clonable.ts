@@ -40,27 +40,38 @@ export interface Refusal {
  */
 const PLAIN_MAX_CONTAINERS = 16;
 
-/** What a walk found. */
+/** What a walk found. Made by newWalk(), which also sets up the walk's own state. */
 export interface Walk {
   containers: number;
   /** Plain data so far (see above). */
   plain: boolean;
+}
+
+/** A walk's own state besides what it found. */
+interface WalkState extends Walk {
   /** The containers met, while the value may still be plain: the first seenCount (during the walk only). */
   seen: object[] | undefined;
   seenCount: number;
 }
 
+/** A walk for examine(), every field set up front (one object shape for all walks). */
+export function newWalk(): Walk {
+  const w: WalkState = { containers: 0, plain: false, seen: undefined, seenCount: 0 };
+  return w;
+}
+
 /** Why the value cannot be sent, or undefined when it can. */
 export function refusal(value: unknown): Refusal | undefined {
-  return examine(value, { containers: 0, plain: false, seen: undefined, seenCount: 0 });
+  return examine(value, newWalk());
 }
 
 /**
  * refusal(), and whether the value is plain data (`walk.plain`): arrays (without holes) and
  * objects of Object.prototype, holding strings, numbers, booleans and null, no container
- * reached twice, at most PLAIN_MAX_CONTAINERS of them. `walk` is filled in.
+ * reached twice, at most PLAIN_MAX_CONTAINERS of them. `found` (from newWalk()) is filled in.
  */
-export function examine(value: unknown, walk: Walk): Refusal | undefined {
+export function examine(value: unknown, found: Walk): Refusal | undefined {
+  const walk = found as WalkState;
   walk.containers = 0;
   walk.plain = true;
   walk.seen = undefined;
@@ -101,7 +112,7 @@ function seenList(): object[] {
 let spareSeen: object[] | undefined = seenList();
 
 /** Notes a container of a value that may still be plain: false once it cannot be. */
-function plainContainer(v: object, walk: Walk): boolean {
+function plainContainer(v: object, walk: WalkState): boolean {
   let seen = walk.seen;
   if (seen === undefined) {
     seen = spareSeen ?? seenList();
@@ -145,7 +156,7 @@ function plainLeaf(x: unknown): boolean {
   return typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean';
 }
 
-function quick(v: unknown, depth: number, budget: Walk): string | undefined {
+function quick(v: unknown, depth: number, budget: WalkState): string | undefined {
   if (typeof v !== 'object') {
     if (plainLeaf(v)) return undefined;
     // undefined, bigint: carried by structured cloning only.

@@ -9,7 +9,7 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { MAX_MESSAGE_BYTES } from '../transport/wire.js';
 import { Codec } from './codec-ids.js';
-import { examine, MAX_DEPTH, type Walk } from './clonable.js';
+import { examine, MAX_DEPTH, newWalk } from './clonable.js';
 import { CorruptError, TooLargeError, UnserializableError } from './errors.js';
 import { ON_HEAP_MAX, packed } from './packed.js';
 import { packShaped, shapesOpen, type PeerShapes } from './shapes.js';
@@ -97,7 +97,7 @@ export function encode(value: unknown): Encoded {
     if (value.byteLength > MAX_MESSAGE_BYTES) throw tooLarge(`an ArrayBuffer of ${value.byteLength} bytes`);
     return result(Codec.ArrayBuffer, new Uint8Array(value));
   }
-  const walk: Walk = { containers: 0, plain: false, seen: undefined, seenCount: 0 };
+  const walk = newWalk();
   const refused = examine(value, walk);
   if (refused?.tooDeep) throw tooDeep(refused.what);
   if (refused !== undefined) {

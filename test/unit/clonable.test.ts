@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { examine, refusal } from '../../runtime/clonable.js';
+import { examine, newWalk, refusal } from '../../runtime/clonable.js';
 import { Codec, encode } from '../../runtime/codec.js';
 import { decodeLocal } from '../helpers/local-decode.js';
 
@@ -60,9 +60,8 @@ describe('values structured clone refuses', () => {
 });
 
 describe('plain data (encoded without structured cloning)', () => {
-  const walk = () => ({ containers: 0, plain: false, seen: undefined as object[] | undefined, seenCount: 0 });
   const plainOf = (v: unknown) => {
-    const w = walk();
+    const w = newWalk();
     examine(v, w);
     return w.plain;
   };

@@ -30,7 +30,9 @@ const CLOCK_EVERY_RELAXED = 15;
  * A spin's deadline before its first reading of the clock. A spin does not read the clock to
  * begin: its budget runs from its first check (CLOCK_EVERY polls in, a few µs), so a spin that
  * ends sooner (a ping-pong's reply, a collective partner already there) never reads it. A reading
- * costs ~45 ns, 7 % of an 8 B message's one-way time (docs/performance.md, stop 31).
+ * costs ~45 ns, 7 % of an 8 B message's one-way time (docs/performance.md, stop 31). A spin that
+ * yields between polls (ranks outnumber cores) starts its deadline at once: its polls take µs
+ * each, and CLOCK_EVERY_RELAXED of them would stretch its short budget.
  */
 const UNSTARTED = -1;
 /** A spin's deadline once it has passed (deadlines are performance.now() readings, never negative). */
@@ -289,7 +291,7 @@ export class Progress {
     const t = this.memory;
     const relax = this.crowded;
     const budget = this.runQueue?.latest === true ? 0 : this.spinBudgetMs;
-    let deadline = UNSTARTED;
+    let deadline = relax ? this.check(UNSTARTED, budget) : UNSTARTED;
     const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
     let out = Waited.Spent;
     for (let i = 0; ; i++) {
@@ -364,8 +366,8 @@ export class Progress {
    */
   private pollFor(budget: number, until: Settles | undefined): number {
     const t = this.memory;
-    let deadline = UNSTARTED;
     const relax = this.crowded;
+    let deadline = relax ? this.check(UNSTARTED, budget) : UNSTARTED;
     // A quiet poll takes tens of ns; a yielding one (relax) over a µs.
     const clockEvery = relax || budget === 0 ? CLOCK_EVERY_RELAXED : CLOCK_EVERY;
     let moved = 0;

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Progress, Waited } from '../../runtime/progress.js';
@@ -39,6 +40,15 @@ describe('a spin reads the clock only once it lasts', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(2);
     expect(now.mock.calls.length).toBeGreaterThan(1);
     expect(polls()).toBeGreaterThan(128);
+  });
+
+  it('a wait that yields between polls (ranks outnumber cores) starts its budget at once', () => {
+    const { tr, polls } = countingTransport(() => 0);
+    const p = new Progress(0, [tr], 4 * os.availableParallelism());
+    made.push(p);
+    const now = vi.spyOn(performance, 'now');
+    expect(p.waitFor(() => polls() >= 3)).toBe(Waited.Ready);
+    expect(now).toHaveBeenCalledTimes(1);
   });
 
   it('a wait that moves something ends at once, still without the clock', () => {

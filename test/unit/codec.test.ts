@@ -79,6 +79,26 @@ describe('codec', () => {
     expect(got.s).toBe('x');
   });
 
+  it('a getter that sends while its object is being packed: both messages come out whole', () => {
+    // msgpackr packs the getter's value in the middle of the outer value (re-entrantly); each
+    // output is read off msgpackr's buffer (packed.ts) as soon as its own pack returns.
+    let inner: { codec: number; bytes: Uint8Array } | undefined;
+    const outer = {
+      a: 1,
+      get b(): number {
+        const e = encode({ x: 'inner', n: [1, 2, 3] });
+        inner = { codec: e.codec, bytes: e.bytes.slice() };
+        return 2;
+      },
+      c: 'outer'.repeat(20), // more than 64 bytes encoded: a view of msgpackr's buffer
+    };
+    const e = encode(outer);
+    const out = { codec: e.codec, bytes: e.bytes.slice() };
+    expect(out.codec).toBe(Codec.MsgpackShaped);
+    expect(decodeLocal(out.codec, out.bytes, 0)).toEqual({ a: 1, b: 2, c: 'outer'.repeat(20) });
+    expect(decodeLocal(inner!.codec, inner!.bytes, 0)).toEqual({ x: 'inner', n: [1, 2, 3] });
+  });
+
   it('keeps structured values through msgpackr', () => {
     const v = { m: new Map([[1, new Set(['a'])]]), d: new Date(3), b: 1n << 300n, u: undefined, n: [null, new Uint16Array([7])] };
     expect(isDeepStrictEqual(roundTrip(v), v)).toBe(true);

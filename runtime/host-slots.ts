@@ -21,7 +21,7 @@ import { allocLike, allocToOverwrite, BUILTIN_OPS, type Kernel } from './collect
 import { allreduceCopyBytes } from './collectives/select.js';
 import { CopyStatus, gatherChunks, probe, reduceOwnChunk, type CopyPlan, type SlotCopier } from './host-copy.js';
 import { Waited, type Progress } from './progress.js';
-import { asBytes, CTOR_OF_KIND, typedKind, type AnyTypedArray, type TypedCtor } from './typed.js';
+import { asBytes, CTOR_OF_KIND, typedKind, type AnyTypedArray } from './typed.js';
 
 /** A settled promise: awaiting it is one microtask hop (what a delivered message's continuation needs). */
 const SETTLED = Promise.resolve();
@@ -104,16 +104,14 @@ export class HostSlots {
   /** Typed views of the slots' data regions, by kind (viewsOf()). */
   private readonly views = new Map<string, AnyTypedArray[]>();
   /**
-   * The last small allreduce's data prototype and op, and what the tables made of them (its kind,
-   * its descriptor's op number, the slots' views of that kind): a loop of like calls, the common
-   * case, looks nothing up. The lookups were six Map.get a call, ~3 % of an 8 B allreduce's
-   * samples (perf, docs/performance.md, stop 31).
+   * The last small allreduce's kind and op, and what the tables made of them (its descriptor's op
+   * number, the slots' views of that kind): a loop of like calls, the common case, looks nothing
+   * up (typedKind() keeps its own last answer). The lookups were six Map.get a call, ~3 % of an
+   * 8 B allreduce's samples (perf, docs/performance.md, stop 31).
    */
-  private lastProto: object | null = null;
-  private lastOp = '';
   private lastKind = '';
+  private lastOp = '';
   private lastOpId = 0;
-  private lastCtor: TypedCtor | undefined;
   private lastViews: AnyTypedArray[] | undefined;
   private readonly checkReady: () => boolean = () => this.callError !== undefined || this.complete(this.call);
   private readonly turn = (r: () => void): void => void setImmediate(r);
@@ -145,18 +143,15 @@ export class HostSlots {
 
   /** allreduce of a small typed array with a built-in op: a fresh result, or `into`. */
   allreduce<T extends AnyTypedArray>(data: T, op: string, kernel: Kernel, into: T | undefined, record: object | undefined): Promise<T> {
-    const proto = Object.getPrototypeOf(data) as object;
-    if (proto !== this.lastProto || op !== this.lastOp) {
-      const kind = typedKind(data)!;
+    const kind = typedKind(data)!;
+    if (kind !== this.lastKind || op !== this.lastOp) {
       this.lastOpId = OP_IDS.get(op)! * KIND_SPAN + KIND_IDS.get(kind)!;
+      if (kind !== this.lastKind) this.lastViews = undefined;
       this.lastKind = kind;
-      this.lastCtor = CTOR_OF_KIND.get(kind)!;
-      this.lastViews = undefined;
-      this.lastProto = proto;
       this.lastOp = op;
     }
     const d: Descriptor = { kind: SlotKind.Allreduce, op: this.lastOpId, bytes: data.byteLength };
-    return this.run({ d, record, data, kind: this.lastKind, kernel, into }) as Promise<T>;
+    return this.run({ d, record, data, kind, kernel, into }) as Promise<T>;
   }
 
   /**
@@ -342,8 +337,7 @@ export class HostSlots {
     const v = this.viewsOf(g, c.kind!);
     const p = call & 1;
     const n = c.data.length;
-    // A Buffer's kind is Uint8Array, and its result a Buffer: allocLike.
-    const out = c.into ?? (c.kind === this.lastKind && !Buffer.isBuffer(c.data) ? (new this.lastCtor!(n) as AnyTypedArray) : allocLike(c.data, n));
+    const out = c.into ?? allocLike(c.data, n);
     const first = v[p]!;
     for (let i = 0; i < n; i++) out[i] = first[i]!;
     for (let j = 1; j < g.size; j++) c.kernel!(out, out, 0, v[j * 2 + p]!, 0, n);

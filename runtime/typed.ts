@@ -75,15 +75,27 @@ export function eachKind(f: (ctor: TypedCtor, codec: Codec) => void): void {
  */
 export function typedKind(x: unknown): Kind | undefined {
   if (!ArrayBuffer.isView(x) || x instanceof DataView) return undefined;
-  let proto: unknown = Object.getPrototypeOf(x);
+  const own: unknown = Object.getPrototypeOf(x);
+  if (own === lastProto) return lastKind;
+  let proto = own;
+  let kind: Kind | undefined;
   // Buffer (and other subclasses): walk up to the built-in kind.
-  for (let i = 0; i < 4 && proto !== null; i++) {
-    const k = KIND_OF_PROTO.get(proto);
-    if (k !== undefined) return k;
+  for (let i = 0; i < 4 && proto !== null && kind === undefined; i++) {
+    kind = KIND_OF_PROTO.get(proto);
     proto = Object.getPrototypeOf(proto);
   }
-  return undefined;
+  lastProto = own;
+  lastKind = kind;
+  return kind;
 }
+
+/**
+ * The last prototype typedKind() was asked about, and its answer: a loop over arrays of one kind
+ * (a collective's calls, every piece of a message) looks nothing up. A Map lookup per call was a
+ * measurable part of a small allreduce (perf, docs/performance.md, stop 31).
+ */
+let lastProto: unknown = null;
+let lastKind: Kind | undefined;
 
 /** Whether a value travels as raw bytes (typed arrays, DataView, Buffer, ArrayBuffer), arriving as the same type and length. */
 export function isRaw(value: unknown): value is ArrayBufferView | ArrayBuffer {
